@@ -1,0 +1,385 @@
+"""Observers: what a run records, accumulated step by step without storing trajectories.
+
+An observer is ``Observer(name, init, update, finalize)`` acting on the states of all
+replicas of one hyperparameter configuration (leading axis R):
+
+    init(states, ctx) -> obs            (sees the initial states, t = 0)
+    update(obs, states, t, ctx) -> obs  (t = number of SGD steps done, an unbatched int)
+    finalize(obs, states, ctx) -> result pytree
+
+Times are SGD steps. Replicas flagged as diverged are left out of every statistic
+from the step they diverged (and, for ``moments``, entirely); the run reports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .problem import Problem
+
+PyTree = Any
+
+__all__ = [
+    "Observer",
+    "RunContext",
+    "endpoint",
+    "snapshots",
+    "moments",
+    "loss_curve",
+    "basins",
+    "histogram",
+    "first_passage",
+    "divergence",
+]
+
+
+class RunContext(NamedTuple):
+    problem: Problem
+    num_steps: int  # total steps of the run (static)
+    replicas: int  # static
+
+
+class Observer(NamedTuple):
+    name: str
+    init: Callable[..., Any]
+    update: Callable[..., Any]
+    finalize: Callable[..., Any]
+
+
+def _flat_params(states) -> jax.Array:
+    """(R, d) matrix of flattened parameters."""
+    return jax.vmap(lambda p: ravel_pytree(p)[0])(states.params)
+
+
+def _check_every(every: int, name: str = "every") -> int:
+    if not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {every!r}")
+    return int(every)
+
+
+def _check_burn_in(burn_in: int) -> int:
+    if not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+        raise ValueError(f"burn_in: must be a non-negative integer, got {burn_in!r}")
+    return int(burn_in)
+
+
+def _sampled(t, burn_in: int, every: int):
+    """Whether the state after t steps enters time-averaged statistics."""
+    t = jnp.asarray(t)
+    return (t >= burn_in) & ((t - burn_in) % every == 0)
+
+
+def _num_records(num_steps: int, every: int) -> int:
+    return num_steps // every + 1
+
+
+def _record_times(num_steps: int, every: int) -> np.ndarray:
+    return every * np.arange(_num_records(num_steps, every))
+
+
+# --------------------------------------------------------------------- endpoint
+def endpoint() -> Observer:
+    """Final parameters of every replica, shape (R, …) per leaf."""
+    return Observer(
+        "endpoint",
+        lambda states, ctx: (),
+        lambda obs, states, t, ctx: obs,
+        lambda obs, states, ctx: states.params,
+    )
+
+
+# ------------------------------------------------------------------- snapshots
+def _every_recorder(name: str, every: int, measure: Callable) -> Observer:
+    """Stores measure(states, ctx) at t = 0, every, 2·every, … (shared by snapshots and
+    loss_curve). Result: {"times": steps, "values": stacked values (T, R, …)}."""
+    every = _check_every(every)
+
+    def init(states, ctx):
+        first = measure(states, ctx)
+        count = _num_records(ctx.num_steps, every)
+        buffer = jax.tree_util.tree_map(
+            lambda x: jnp.zeros((count,) + x.shape, x.dtype).at[0].set(x), first
+        )
+        return buffer
+
+    def update(buffer, states, t, ctx):
+        def store(buf):
+            value = measure(states, ctx)
+            return jax.tree_util.tree_map(lambda b, x: b.at[t // every].set(x), buf, value)
+
+        return jax.lax.cond(t % every == 0, store, lambda buf: buf, buffer)
+
+    def finalize(buffer, states, ctx):
+        return {"times": jnp.asarray(_record_times(ctx.num_steps, every)), "values": buffer}
+
+    return Observer(name, init, update, finalize)
+
+
+def snapshots(every: int) -> Observer:
+    """Parameters of every replica at steps 0, every, 2·every, …:
+    ``{"times": (T,), "values": pytree of (T, R, …)}``."""
+    return _every_recorder("snapshots", every, lambda states, ctx: states.params)
+
+
+def loss_curve(every: int) -> Observer:
+    """Full-data loss L(θ) of every replica at steps 0, every, 2·every, …:
+    ``{"times": (T,), "values": (T, R)}`` (diverged replicas: last finite value)."""
+    return _every_recorder("loss_curve", every, lambda states, ctx: jax.vmap(ctx.problem.loss)(states.params))
+
+
+# --------------------------------------------------------------------- moments
+class _Welford(NamedTuple):
+    count: jax.Array  # samples per replica (the same for all replicas)
+    mean: jax.Array  # (R, d)
+    m2: jax.Array  # (R, d, d), (R, d) or () for covariance "full", "diagonal", "none"
+
+
+def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Observer:
+    """Running mean and covariance of the flattened parameters over time and replicas.
+
+    Samples θ_t for t ≥ burn_in with (t − burn_in) divisible by ``every`` (use every = m
+    to sample at epoch boundaries). Per-replica Welford accumulators (numerically
+    stable); the result pools them and gives standard errors from the spread between
+    independent replicas, which accounts for time correlation:
+
+        mean (d,), cov (d, d) or var (d,), mean_stderr, cov_stderr / var_stderr,
+        count (samples per replica), replicas_used (non-diverged replicas).
+    """
+    burn_in, every = _check_burn_in(burn_in), _check_every(every)
+    if covariance not in ("full", "diagonal", "none"):
+        raise ValueError(f"covariance: must be 'full', 'diagonal' or 'none', got {covariance!r}")
+
+    def add(acc: _Welford, x, take):
+        count = acc.count + take.astype(acc.count.dtype)
+        delta = x - acc.mean
+        mean = acc.mean + jnp.where(take, delta / jnp.maximum(count, 1), 0.0)
+        after = x - mean
+        if covariance == "full":
+            m2 = acc.m2 + jnp.where(take, delta[:, :, None] * after[:, None, :], 0.0)
+        elif covariance == "diagonal":
+            m2 = acc.m2 + jnp.where(take, delta * after, 0.0)
+        else:
+            m2 = acc.m2
+        return _Welford(count, mean, m2)
+
+    def init(states, ctx):
+        x = _flat_params(states)
+        replicas, d = x.shape
+        m2 = {
+            "full": jnp.zeros((replicas, d, d), x.dtype),
+            "diagonal": jnp.zeros((replicas, d), x.dtype),
+            "none": jnp.zeros((), x.dtype),
+        }[covariance]
+        acc = _Welford(jnp.zeros((), x.dtype), jnp.zeros_like(x), m2)
+        return add(acc, x, _sampled(0, burn_in, every))
+
+    def update(acc, states, t, ctx):
+        return add(acc, _flat_params(states), _sampled(t, burn_in, every))
+
+    def finalize(acc, states, ctx):
+        ok = ~states.diverged
+        used = jnp.sum(ok)
+        weight = ok.astype(acc.mean.dtype) / jnp.maximum(used, 1)
+        mean = weight @ acc.mean
+        centred = acc.mean - mean
+        mean_var = weight @ (centred**2)
+        out = {
+            "mean": mean,
+            "mean_stderr": jnp.sqrt(mean_var / jnp.maximum(used - 1, 1)),
+            "count": acc.count,
+            "replicas_used": used,
+        }
+        n = acc.count
+        if covariance == "full":
+            per_replica = acc.m2 / n + centred[:, :, None] * centred[:, None, :]
+        elif covariance == "diagonal":
+            per_replica = acc.m2 / n + centred**2
+        else:
+            return out
+        # pooled estimate about the pooled mean, with the 1/(nR − 1) correction
+        total = n * used
+        pooled = jnp.tensordot(weight, per_replica, axes=1) * total / jnp.maximum(total - 1, 1)
+        spread = jnp.tensordot(weight, (per_replica - jnp.tensordot(weight, per_replica, axes=1)) ** 2, axes=1)
+        stderr = jnp.sqrt(spread / jnp.maximum(used - 1, 1))
+        key = "cov" if covariance == "full" else "var"
+        out[key], out[key + "_stderr"] = pooled, stderr
+        return out
+
+    return Observer("moments", init, update, finalize)
+
+
+# ---------------------------------------------------------------------- basins
+def basins(classify: Callable[[PyTree], jax.Array], num_basins: int, burn_in: int = 0, every: int = 1) -> Observer:
+    """Occupancy of basins labelled by ``classify(params) -> int in [0, num_basins)``.
+
+    Time-averaged over t ≥ burn_in (every ``every`` steps) and pooled over the
+    non-diverged replicas: ``fractions`` (K,), ``stderr`` (K,) from the spread between
+    replicas, ``final`` labels (R,) at the end, ``counts`` (R, K).
+    """
+    burn_in, every = _check_burn_in(burn_in), _check_every(every)
+    if not isinstance(num_basins, (int, np.integer)) or num_basins < 1:
+        raise ValueError(f"num_basins: must be a positive integer, got {num_basins!r}")
+
+    def labels(states):
+        return jax.vmap(classify)(states.params).astype(jnp.int32)
+
+    def add(counts, states, t):
+        take = _sampled(t, burn_in, every) & ~states.diverged
+        hits = jax.nn.one_hot(labels(states), num_basins, dtype=jnp.int32)
+        return counts + hits * take[:, None].astype(jnp.int32)
+
+    def init(states, ctx):
+        return add(jnp.zeros((ctx.replicas, num_basins), jnp.int32), states, 0)
+
+    def update(counts, states, t, ctx):
+        return add(counts, states, t)
+
+    def finalize(counts, states, ctx):
+        ok = ~states.diverged
+        used = jnp.maximum(jnp.sum(ok), 1)
+        totals = jnp.sum(counts, axis=1, keepdims=True)
+        per_replica = counts / jnp.maximum(totals, 1)
+        weight = ok / used
+        fractions = jnp.sum(counts * ok[:, None], axis=0) / jnp.maximum(jnp.sum(totals[:, 0] * ok), 1)
+        spread = weight @ (per_replica - weight @ per_replica) ** 2
+        return {
+            "fractions": fractions,
+            "stderr": jnp.sqrt(spread / jnp.maximum(used - 1, 1)),
+            "final": labels(states),
+            "counts": counts,
+        }
+
+    return Observer("basins", init, update, finalize)
+
+
+# ------------------------------------------------------------------- histogram
+def histogram(
+    edges: Sequence[float] | Sequence[Sequence[float]],
+    coordinates: Callable[[PyTree], jax.Array] | None = None,
+    burn_in: int = 0,
+    every: int = 1,
+) -> Observer:
+    """Histogram of ``coordinates(params)`` (default: the flattened params) on a grid.
+
+    ``edges`` is one increasing array (1-D) or one per coordinate. Counts are pooled
+    over time (t ≥ burn_in, every ``every`` steps) and non-diverged replicas; samples
+    outside the box are counted in ``outside``. ``density`` = counts / (total · cell
+    volume), comparable bin by bin with a Fokker–Planck density on the same edges.
+    """
+    burn_in, every = _check_burn_in(burn_in), _check_every(every)
+    edge_list = _edge_list(edges)
+    shape = tuple(len(e) - 1 for e in edge_list)
+    edge_arrays = [jnp.asarray(e) for e in edge_list]
+    coords = coordinates or (lambda p: ravel_pytree(p)[0])
+
+    def bins(states):
+        x = jax.vmap(coords)(states.params).reshape(states.diverged.shape[0], -1)
+        if x.shape[1] != len(edge_arrays):
+            raise ValueError(f"edges: {len(edge_arrays)} axes given but coordinates have {x.shape[1]} entries")
+        index = jnp.zeros(x.shape[0], jnp.int32)
+        inside = jnp.ones(x.shape[0], bool)
+        for axis, e in enumerate(edge_arrays):
+            i = jnp.searchsorted(e, x[:, axis], side="right") - 1
+            inside &= (i >= 0) & (i < e.shape[0] - 1)
+            index = index * (e.shape[0] - 1) + jnp.clip(i, 0, e.shape[0] - 2)
+        return index, inside
+
+    def add(acc, states, t):
+        counts, outside = acc
+        take = _sampled(t, burn_in, every) & ~states.diverged
+        index, inside = bins(states)
+        counts = counts.at[index].add((take & inside).astype(jnp.int32))
+        return counts, outside + jnp.sum(take & ~inside).astype(jnp.int32)
+
+    def init(states, ctx):
+        samples = ctx.replicas * (max(ctx.num_steps - burn_in, 0) // every + 1)
+        if samples >= 2**31:
+            raise ValueError(
+                f"histogram: {samples} samples would overflow int32 counts; raise every or lower replicas"
+            )
+        return add((jnp.zeros(int(np.prod(shape)), jnp.int32), jnp.zeros((), jnp.int32)), states, 0)
+
+    def update(acc, states, t, ctx):
+        return add(acc, states, t)
+
+    def finalize(acc, states, ctx):
+        counts, outside = acc
+        total = jnp.sum(counts) + outside
+        widths = [jnp.diff(e) for e in edge_arrays]
+        volume = widths[0]
+        for w in widths[1:]:
+            volume = volume[..., None] * w
+        counts = counts.reshape(shape)
+        return {
+            "counts": counts,
+            "outside": outside,
+            "density": counts / (jnp.maximum(total, 1) * volume),
+            "edges": tuple(edge_arrays) if len(edge_arrays) > 1 else edge_arrays[0],
+        }
+
+    return Observer("histogram", init, update, finalize)
+
+
+def _edge_list(edges) -> list[np.ndarray]:
+    if len(edges) and np.ndim(edges[0]) == 0:
+        edges = [edges]
+    out = []
+    for axis, e in enumerate(edges):
+        e = np.asarray(e, dtype=float)
+        if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
+            raise ValueError(f"edges: axis {axis} must be a strictly increasing 1-D array of at least 2 edges")
+        out.append(e)
+    return out
+
+
+# --------------------------------------------------------------- first passage
+def first_passage(region: Callable[[PyTree], jax.Array]) -> Observer:
+    """First step t at which ``region(params)`` is true, per replica (−1 if never;
+    0 if the start is inside). Result: ``times`` (R,), ``hit_fraction``,
+    ``mean_time`` over the replicas that arrived, with ``mean_time_stderr``."""
+
+    def add(times, states, t):
+        inside = jax.vmap(region)(states.params).astype(bool) & ~states.diverged
+        return jnp.where((times < 0) & inside, t, times)
+
+    def init(states, ctx):
+        return add(jnp.full((ctx.replicas,), -1, jnp.int32), states, 0)
+
+    def update(times, states, t, ctx):
+        return add(times, states, t)
+
+    def finalize(times, states, ctx):
+        hit = times >= 0
+        n = jnp.maximum(jnp.sum(hit), 1)
+        mean = jnp.sum(jnp.where(hit, times, 0)) / n
+        var = jnp.sum(jnp.where(hit, (times - mean) ** 2, 0)) / jnp.maximum(n - 1, 1)
+        return {
+            "times": times,
+            "hit_fraction": jnp.mean(hit),
+            "mean_time": mean,
+            "mean_time_stderr": jnp.sqrt(var / n),
+        }
+
+    return Observer("first_passage", init, update, finalize)
+
+
+# ------------------------------------------------------------------ divergence
+def divergence() -> Observer:
+    """Built into every run: per replica, the step k whose update θ_k → θ_{k+1} first
+    produced a non-finite value (−1 if none)."""
+
+    def init(states, ctx):
+        return jnp.where(states.diverged, 0, -1).astype(jnp.int32)
+
+    def update(first, states, t, ctx):
+        return jnp.where((first < 0) & states.diverged, t - 1, first)
+
+    def finalize(first, states, ctx):
+        return {"diverged": states.diverged, "step": first}
+
+    return Observer("divergence", init, update, finalize)

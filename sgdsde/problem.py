@@ -1,0 +1,215 @@
+"""The empirical-risk problem: per-example loss, data, optional regulariser.
+
+L(θ) = (1/N) Σ_i l_i(θ) + R(θ),  g = ∇L,  C(θ) = (1/N) Σ_i (∇l_i − ḡ)(∇l_i − ḡ)ᵀ
+with ḡ = (1/N) Σ_i ∇l_i (the regulariser is deterministic and carries no noise).
+
+``params`` may be any pytree; the data is a pytree whose leaves share a leading
+axis of length N (the number of examples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, Int
+
+PyTree = Any
+
+__all__ = ["Problem"]
+
+
+def _num_examples(data: PyTree) -> int:
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ValueError("data: must contain at least one array with a leading example axis")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) > 0 else None for leaf in leaves}
+    if None in sizes:
+        raise ValueError("data: every leaf needs a leading example axis (found a scalar leaf)")
+    if len(sizes) != 1:
+        raise ValueError(
+            f"data: all leaves must share the leading (example) axis length, got lengths {sorted(sizes)}"
+        )
+    (n,) = sizes
+    if n < 1:
+        raise ValueError("data: needs at least one example (leading axis has length 0)")
+    return int(n)
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True, eq=False)
+class Problem:
+    """An empirical risk L(θ) = (1/N) Σ_i l(θ, x_i) + R(θ).
+
+    Args:
+      per_example_loss: ``l(params, example) -> scalar``; ``example`` is one slice of
+        ``data`` along its leading axis.
+      data: pytree of arrays with a common leading axis N.
+      regularizer: optional ``R(params) -> scalar`` added to the loss (no noise).
+      info: optional static metadata (exact minima, Hessians, noise covariance, …)
+        documented by the ready-made problems in :mod:`sgdsde.problems`.
+
+    A Problem is a pytree (the data are its leaves), so it can be passed through
+    ``jax.jit`` without being baked into the compiled program as constants.
+    """
+
+    per_example_loss: Callable[[PyTree, PyTree], Array]
+    data: PyTree
+    regularizer: Callable[[PyTree], Array] | None = None
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not callable(self.per_example_loss):
+            raise ValueError("per_example_loss: must be a callable l(params, example) -> scalar")
+        if self.regularizer is not None and not callable(self.regularizer):
+            raise ValueError("regularizer: must be None or a callable R(params) -> scalar")
+        _num_examples(self.data)
+
+    # pytree protocol: data are children, functions and metadata are static.
+    def tree_flatten(self):
+        return (self.data,), (self.per_example_loss, self.regularizer, _Static(self.info))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "per_example_loss", aux[0])
+        object.__setattr__(obj, "data", children[0])
+        object.__setattr__(obj, "regularizer", aux[1])
+        object.__setattr__(obj, "info", aux[2].value)
+        return obj
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_examples(self) -> int:
+        """N, the number of training examples (static)."""
+        return _num_examples(self.data)
+
+    # ------------------------------------------------------------------ losses
+    def per_example_losses(self, params: PyTree) -> Float[Array, " N"]:
+        """l_i(θ) for every example, shape (N,)."""
+        return jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, self.data)
+
+    def _regularization(self, params: PyTree) -> Array:
+        if self.regularizer is None:
+            return jnp.zeros((), dtype=_float_dtype(params))
+        return self.regularizer(params)
+
+    def weighted_loss(self, params: PyTree, weights: Float[Array, " N"]) -> Array:
+        """Σ_i w_i l_i(θ) over the whole data set (no regulariser)."""
+        return jnp.sum(weights * self.per_example_losses(params))
+
+    def loss(self, params: PyTree) -> Array:
+        """L(θ) = (1/N) Σ_i l_i(θ) + R(θ)."""
+        return jnp.mean(self.per_example_losses(params)) + self._regularization(params)
+
+    def grad(self, params: PyTree) -> PyTree:
+        """g(θ) = ∇L(θ), the full-batch gradient (including the regulariser)."""
+        return jax.grad(self.loss)(params)
+
+    def minibatch_loss(
+        self, params: PyTree, indices: Int[Array, " B"], weights: Float[Array, " B"]
+    ) -> Array:
+        """Σ_b w_b l_{i_b}(θ) + R(θ) for a minibatch given by indices and weights."""
+        batch = jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), self.data)
+        losses = jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, batch)
+        return jnp.sum(weights * losses) + self._regularization(params)
+
+    def minibatch_grad(
+        self, params: PyTree, indices: Int[Array, " B"], weights: Float[Array, " B"]
+    ) -> PyTree:
+        """ĝ = Σ_b w_b ∇l_{i_b}(θ) + ∇R(θ).
+
+        Weights 1/S on the first S of a batch drawn at a static maximum size and 0
+        elsewhere give the size-S minibatch gradient, so a traced batch size works
+        by masking (one backward pass over the padded batch).
+        """
+        return jax.grad(self.minibatch_loss)(params, indices, weights)
+
+    # ---------------------------------------------------------------- noise
+    def per_example_grads(self, params: PyTree) -> PyTree:
+        """∇l_i(θ) for every example: a pytree like params with a leading axis N."""
+        return jax.vmap(jax.grad(self.per_example_loss), in_axes=(None, 0))(params, self.data)
+
+    def gradient_covariance(
+        self, params: PyTree, kind: Literal["full", "diagonal", "trace"] = "full"
+    ) -> Array:
+        """C(θ) = (1/N) Σ_i (∇l_i − ḡ)(∇l_i − ḡ)ᵀ over the flattened parameters.
+
+        kind="full" gives the d×d matrix, "diagonal" its diagonal (d,), "trace" tr C.
+        Units: squared gradient units; the minibatch gradient covariance is C/S
+        (with replacement) or (C/S)(N−S)/(N−1) (a random subset).
+        """
+        if kind not in ("full", "diagonal", "trace"):
+            raise ValueError(f"kind: must be 'full', 'diagonal' or 'trace', got {kind!r}")
+        grads = self.per_example_grads(params)
+        flat = jax.vmap(lambda tree: ravel_pytree(tree)[0])(grads)  # (N, d)
+        centred = flat - jnp.mean(flat, axis=0)
+        n = flat.shape[0]
+        if kind == "full":
+            return centred.T @ centred / n
+        diagonal = jnp.mean(centred**2, axis=0)
+        return diagonal if kind == "diagonal" else jnp.sum(diagonal)
+
+    def noise_sample(self, key: Array, params: PyTree) -> PyTree:
+        """An exact draw ξ ~ N(0, C(θ)), as a pytree like params, without forming C.
+
+        ξ = ∇_θ [(1/√N) Σ_i (z_i − z̄) l_i(θ)],  z_i ~ N(0, 1) i.i.d.
+        which equals (1/√N) Σ_i z_i (∇l_i − ḡ): one weighted-gradient evaluation.
+        """
+        n = self.num_examples
+        z = jax.random.normal(key, (n,), dtype=_float_dtype(params))
+        weights = (z - jnp.mean(z)) / jnp.sqrt(jnp.asarray(n, z.dtype))
+        return jax.grad(self.weighted_loss)(params, weights)
+
+    # ------------------------------------------------------------ validation
+    def check_params(self, params: PyTree, name: str = "init_params") -> None:
+        """Raise ValueError if params are non-finite or do not fit the loss (no compile)."""
+        leaves = jax.tree_util.tree_leaves(params)
+        if not leaves:
+            raise ValueError(f"{name}: empty parameter pytree")
+        for leaf in leaves:
+            if isinstance(leaf, jax.core.Tracer):
+                return
+            arr = np.asarray(leaf)
+            if not np.issubdtype(arr.dtype, np.inexact):
+                raise ValueError(f"{name}: parameters must be floating point, got dtype {arr.dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+        try:
+            out = jax.eval_shape(self.loss, params)
+        except Exception as err:  # shape errors surface here, before any compile
+            raise ValueError(
+                f"{name}: does not fit the problem's per_example_loss/data "
+                f"(evaluating the loss failed: {type(err).__name__}: {err})"
+            ) from err
+        if out.shape != ():
+            raise ValueError(
+                f"per_example_loss: must return a scalar per example, got shape {out.shape}"
+            )
+
+
+def _float_dtype(params: PyTree):
+    for leaf in jax.tree_util.tree_leaves(params):
+        dtype = jnp.result_type(leaf)
+        if jnp.issubdtype(dtype, jnp.floating):
+            return dtype
+    return jnp.result_type(float)
+
+
+class _Static:
+    """Wraps static metadata so that it compares by identity in pytree aux data."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
