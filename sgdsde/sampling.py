@@ -70,11 +70,13 @@ def _epoch_init(num_examples: int) -> EpochState:
 
 
 def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
-    """Fisher–Yates, a batch at a time: positions p … p+max_size−1 of the order are each
+    """Fisher–Yates, a batch at a time: positions p … p+S−1 of the order are each
     swapped with a uniform position in [p_i, N). The drawn prefix of an epoch is then a
     uniform random sequence without repetition (exact random reshuffling) at O(S) cost
-    per step, with no sort; swaps at masked positions only rearrange the unused rest,
-    which keeps it uniform. A new epoch starts when fewer than S examples are left."""
+    per step, with no sort. Only the first S slots are swapped, so the order (and every
+    later batch) does not depend on the static maximum size. A new epoch starts when
+    fewer than S examples are left; the order carries over (any starting arrangement
+    gives a uniform shuffle)."""
     position = jnp.where(state.position + batch_size > num_examples, 0, state.position)
     slots = position + jnp.arange(max_size, dtype=jnp.int32)
     room = (num_examples - slots).astype(jnp.float32)
@@ -83,7 +85,7 @@ def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
 
     def swap(i, order):
         a, b = slots[i], partners[i]
-        valid = a < num_examples
+        valid = a < position + batch_size  # masked slots stay untouched
         a, b = jnp.where(valid, a, 0), jnp.where(valid, b, 0)
         va, vb = order[a], order[b]
         return order.at[a].set(vb).at[b].set(va)

@@ -1,0 +1,153 @@
+"""The runner: grids equal separate runs, chunking and keys reproduce, bad input and
+divergence are reported."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sgdsde as sd
+
+
+@pytest.fixture(scope="module")
+def quadratic64():
+    with jax.enable_x64(True):
+        a = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.2], [0.0, 0.2, 3.0]])
+        c = np.array([[1.0, 0.4, 0.1], [0.4, 1.5, 0.2], [0.1, 0.2, 0.8]])
+        yield sd.problems.quadratic(a, c, 48, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("sampling", ["iid", "subset", "epoch"])
+def test_grid_equals_separate_runs(quadratic64, sampling):
+    """A vmapped (η, S) grid gives the numbers of each run done on its own (same keys:
+    common random numbers; masked batches drawn at the grid's maximum size)."""
+    lrs, sizes = [0.05, 0.2], [4, 16, 48]
+    with jax.enable_x64(True):
+        theta0 = jnp.array([1.0, -0.5, 0.25])
+        key = jax.random.key(7)
+        stepper = sd.sgd(sampling)
+        grid = sd.run(key, stepper, quadratic64, sd.Hyper.grid(lrs, sizes), theta0, 37, replicas=3)
+        assert grid["endpoint"].shape == (2, 3, 3, 3)
+        for i, lr in enumerate(lrs):
+            for j, size in enumerate(sizes):
+                alone = sd.run(key, stepper, quadratic64, sd.Hyper(lr, size), theta0, 37, replicas=3)
+                np.testing.assert_allclose(grid["endpoint"][i, j], alone["endpoint"], rtol=1e-12, atol=1e-14)
+
+
+def test_chunked_equals_unchunked_and_same_key_same_numbers(quadratic64):
+    with jax.enable_x64(True):
+        theta0 = jnp.zeros(3)
+        observers = lambda: [sd.observers.endpoint(), sd.observers.moments(burn_in=10), sd.observers.snapshots(9)]
+        args = (sd.sgd("epoch"), quadratic64, sd.Hyper(0.1, 8, 0.5), theta0, 100)
+        whole = sd.run(jax.random.key(3), *args, replicas=5, observers=observers())
+        chunked = sd.run(jax.random.key(3), *args, replicas=5, observers=observers(), chunk_size=17)
+        again = sd.run(jax.random.key(3), *args, replicas=5, observers=observers())
+        other = sd.run(jax.random.key(4), *args, replicas=5, observers=observers())
+    for name in ("endpoint", "snapshots", "moments"):
+        jax.tree_util.tree_map(np.testing.assert_array_equal, whole[name], again[name])
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15), whole[name], chunked[name]
+        )
+    assert not np.allclose(whole["endpoint"], other["endpoint"])
+
+
+def test_replica_keys_do_not_depend_on_replica_count(quadratic64):
+    """Replica r uses fold_in(key, r): the first replicas of a larger run are the same."""
+    with jax.enable_x64(True):
+        args = (jax.random.key(5), sd.sgd("subset"), quadratic64, sd.Hyper(0.1, 8), jnp.ones(3), 20)
+        small = sd.run(*args, replicas=2)["endpoint"]
+        large = sd.run(*args, replicas=6)["endpoint"]
+    np.testing.assert_allclose(small, large[:2], rtol=1e-13)
+    assert not np.allclose(large[0], large[1])
+
+
+def test_schedules_and_batch_size_schedule(quadratic64):
+    """A learning-rate schedule and a cyclic batch-size schedule run in one program and
+    equal the step-by-step NumPy recursion with the same batches (iid). (The schedule is
+    written in jnp so that it evaluates in float64 here; optax schedules compute in
+    float32, whose rounding would differ between the jitted run and an eager replay.)"""
+    lr = lambda k: 0.2 - 0.15 * jnp.minimum(k, 30) / 30
+    batch = lambda k: jnp.where((k // 5) % 2 == 0, 4, 12)
+    with jax.enable_x64(True):
+        result = sd.run(jax.random.key(1), sd.sgd("iid"), quadratic64, sd.Hyper(lr, batch),
+                        jnp.array([1.0, 1.0, 1.0]), 30, replicas=1)
+        # replay: draw the same indices as the stepper (iid at max size 12, first S used)
+        theta = np.array([1.0, 1.0, 1.0])
+        x = np.asarray(quadratic64.data)
+        a = quadratic64.info["hessian"]
+        replica_key = jax.random.fold_in(jax.random.key(1), 0)
+        for k in range(30):
+            s = int(batch(k))
+            idx = np.asarray(jax.random.randint(jax.random.fold_in(replica_key, k), (12,), 0, 48))[:s]
+            g = a @ theta + x[idx].mean(axis=0)
+            theta = theta - (0.2 - 0.15 * min(k, 30) / 30) * g
+    np.testing.assert_allclose(result["endpoint"][0], theta, rtol=1e-12)
+
+
+def test_random_initial_params(quadratic64):
+    with jax.enable_x64(True):
+        init = lambda key: jax.random.normal(key, (3,))
+        r = sd.run(jax.random.key(2), sd.sgd(), quadratic64, sd.Hyper(optax.constant_schedule(0.1), 8), init, 0,
+                   replicas=4)
+    starts = r["endpoint"]
+    assert starts.shape == (4, 3) and len(np.unique(starts[:, 0])) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(hyper=sd.Hyper(-0.1, 8)), "learning_rate"),
+        (dict(hyper=sd.Hyper(0.0, 8)), "learning_rate"),
+        (dict(hyper=sd.Hyper(0.1, 0)), "batch_size"),
+        (dict(hyper=sd.Hyper(0.1, 49)), "batch_size"),
+        (dict(hyper=sd.Hyper(0.1, 8, 1.0)), "momentum"),
+        (dict(hyper=sd.Hyper(0.1, 8, -0.2)), "momentum"),
+        (dict(hyper=sd.Hyper(np.array([0.1, 0.2]), np.array([4, 8, 16]))), "hyper"),
+        (dict(init=jnp.array([0.0, np.nan, 1.0])), "init_params"),
+        (dict(init=jnp.zeros(4)), "init_params"),
+        (dict(replicas=0), "replicas"),
+        (dict(num_steps=-1), "num_steps"),
+    ],
+)
+def test_bad_input_raises_before_compiling(quadratic64, kwargs, argument, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(sd.runner, "_make_advance", lambda *a, **k: compiled.append(1))
+    args = dict(hyper=sd.Hyper(0.1, 8), init=jnp.zeros(3), replicas=2, num_steps=10)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=argument):
+        sd.run(jax.random.key(0), sd.sgd(), quadratic64, args["hyper"], args["init"], args["num_steps"],
+               replicas=args["replicas"])
+    assert not compiled
+
+
+def test_mismatched_data_axes():
+    with pytest.raises(ValueError, match="data"):
+        sd.Problem(lambda p, e: jnp.sum(p * e["x"]) + e["y"], {"x": jnp.ones((5, 2)), "y": jnp.ones(4)})
+
+
+def test_divergence_is_reported_not_averaged(quadratic64):
+    """η λ_max > 2 diverges: the run names the replicas and the first non-finite step,
+    and statistics leave them out instead of returning NaN."""
+    hyper = sd.Hyper(np.array([0.1, 1.2]), 8)  # λ_max ≈ 3.06: 0.1·λ stable, 1.2·λ = 3.7 > 2
+    with pytest.warns(sd.DivergenceWarning, match="diverged") as record:
+        r = sd.run(jax.random.key(0), sd.sgd(), quadratic64, hyper, jnp.ones(3), 3000, replicas=4,
+                   observers=[sd.observers.moments(burn_in=100), sd.observers.endpoint()])
+    assert "config (1,)" in str(record[0].message)
+    assert not r.diverged[0].any() and r.diverged[1].all()
+    assert (r.divergence_step[0] == -1).all()
+    first = r.divergence_step[1]
+    assert (first > 0).all() and (first < 3000).all()
+    # frozen at the last finite state, and excluded from statistics
+    assert np.isfinite(r["endpoint"][1]).all()
+    assert int(r["moments"]["replicas_used"][0]) == 4 and int(r["moments"]["replicas_used"][1]) == 0
+    assert np.isfinite(r["moments"]["cov"][0]).all()
+    # the step reported is the one whose update first overflowed: replay it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sd.DivergenceWarning)
+        before = sd.run(jax.random.key(0), sd.sgd(), quadratic64, sd.Hyper(1.2, 8), jnp.ones(3),
+                        int(first[0]), replicas=4)
+    assert not before.any_diverged
+    assert before.divergence_step[0] == -1
