@@ -10,6 +10,7 @@ split in chunks equals the unsplit run. Memory does not grow with ``num_steps``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 import warnings
@@ -29,6 +30,7 @@ PyTree = Any
 __all__ = ["run", "RunResult", "DivergenceWarning", "replica_keys"]
 
 _INIT_TAG = 0xFFFFFFFF  # fold_in tag for random initial parameters (never a step index)
+_DIVERGENCE = obs_lib.divergence()  # one object, so compiled runs are cached across calls
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -141,7 +143,7 @@ def run(
     names = [o.name for o in observers]
     if "divergence" in names or len(set(names)) != len(names):
         raise ValueError(f"observers: names must be unique and not 'divergence', got {names}")
-    all_observers = tuple(observers) + (obs_lib.divergence(),)
+    all_observers = tuple(observers) + (_DIVERGENCE,)
     if chunk_size is None:
         chunk_size = max(-(-num_steps // 20), 1) if progress else max(num_steps, 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
@@ -156,20 +158,7 @@ def run(
     states = jax.vmap(lambda p: stepper.init(p, problem))(params)
     states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (configs,) + x.shape), states)
 
-    @jax.jit
-    def start(states, problem):
-        ctx = obs_lib.RunContext(problem, *ctx_static)
-        return tuple(jax.vmap(lambda s, o=o: o.init(s, ctx))(states) for o in all_observers)
-
-    @jax.jit
-    def finish(states, observed, problem):
-        ctx = obs_lib.RunContext(problem, *ctx_static)
-        return tuple(
-            jax.vmap(lambda obs, s, o=o: o.finalize(obs, s, ctx))(ob, states)
-            for o, ob in zip(all_observers, observed)
-        )
-
-    advance = _make_advance(stepper, all_observers, ctx_static)
+    start, advance, finish = _compile(stepper, all_observers, ctx_static)
 
     observed = start(states, problem)
     done, began = 0, time.perf_counter()
@@ -207,6 +196,27 @@ def run(
     if result.any_diverged:
         warnings.warn(_divergence_message(result), DivergenceWarning, stacklevel=2)
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
+    """Jitted (start, advance, finish) for one stepper, observer set and run size; cached,
+    so repeated runs with the same stepper and observer objects reuse the compiled code."""
+
+    @jax.jit
+    def start(states, problem):
+        ctx = obs_lib.RunContext(problem, *ctx_static)
+        return tuple(jax.vmap(lambda s, o=o: o.init(s, ctx))(states) for o in all_observers)
+
+    @jax.jit
+    def finish(states, observed, problem):
+        ctx = obs_lib.RunContext(problem, *ctx_static)
+        return tuple(
+            jax.vmap(lambda obs, s, o=o: o.finalize(obs, s, ctx))(ob, states)
+            for o, ob in zip(all_observers, observed)
+        )
+
+    return start, _make_advance(stepper, all_observers, ctx_static), finish
 
 
 def _make_advance(stepper: Stepper, all_observers, ctx_static):
