@@ -5,16 +5,12 @@ signature, driven by one runner over one problem. Times are SGD steps unless a r
 says ``clock == "sme"`` (t_sme = η · t_steps).
 """
 
-from . import observers, problems, sampling
+from . import noise, observers, problems, sampling, sde, theory
 from .hyper import Hyper, HyperValues
 from .problem import Problem
 from .runner import DivergenceWarning, RunResult, run
+from .sde import diffrax_stepper, euler_maruyama, underdamped
 from .steppers import Stepper, StepperState, sgd
-
-try:  # theory is written alongside; keep the package importable while it lands
-    from . import theory
-except ImportError:  # pragma: no cover
-    pass
 
 __version__ = "0.1.0"
 
@@ -25,6 +21,11 @@ __all__ = [
     "Stepper",
     "StepperState",
     "sgd",
+    "euler_maruyama",
+    "underdamped",
+    "diffrax_stepper",
+    "noise",
+    "sde",
     "run",
     "RunResult",
     "DivergenceWarning",

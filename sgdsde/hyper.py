@@ -126,6 +126,12 @@ class Hyper:
         """The values at SGD step ``step`` (schedules evaluated, arrays passed through)."""
         lr, batch, mom = (v(step) if callable(v) else v for v in self._values())
         max_batch = self.max_batch_size
+        if max_batch is not None and not callable(self.batch_size):
+            try:
+                if int(np.max(np.asarray(batch))) > max_batch:
+                    raise ValueError(f"batch_size: exceeds max_batch_size = {max_batch}")
+            except (TypeError, jax.errors.ConcretizationTypeError):
+                pass  # traced: checked by validate() before the run
         if max_batch is None:
             try:
                 max_batch = int(np.max(np.asarray(batch)))
@@ -148,7 +154,8 @@ class Hyper:
         at every step 0 … num_steps−1 (vectorised) to check them and to find max S.
         """
         self.grid_shape  # raises on shapes that do not broadcast
-        steps = np.arange(max(int(num_steps or 1), 1))
+        values = self._values()
+        steps = np.arange(max(int(num_steps or 1), 1)) if any(map(callable, values)) else None
         checked = {}
         for field, value in zip(_FIELDS, self._values()):
             if callable(value):
@@ -177,8 +184,12 @@ class Hyper:
             )
         if np.any(mom < 0) or np.any(mom >= 1):
             raise ValueError(f"momentum: must lie in [0, 1), got values in [{mom.min():g}, {mom.max():g}]")
-        out = Hyper(*self._values(), max_batch_size=int(batch.max()))
-        return out
+        needed = int(batch.max())
+        if self.max_batch_size is not None and self.max_batch_size < needed:
+            raise ValueError(
+                f"max_batch_size: {self.max_batch_size} is smaller than the largest batch size {needed}"
+            )
+        return Hyper(*self._values(), max_batch_size=self.max_batch_size or needed)
 
 
 def _short(value) -> str:
@@ -186,6 +197,7 @@ def _short(value) -> str:
         return getattr(value, "__name__", "schedule")
     arr = np.asarray(value)
     if arr.ndim == 0:
-        return f"{arr.item():g}"
+        item = arr.item()
+        return f"{item:g}" if isinstance(item, (int, float)) else repr(item)
     return f"array{arr.shape}"
 

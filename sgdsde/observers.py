@@ -57,15 +57,21 @@ def _flat_params(states) -> jax.Array:
 
 
 def _check_every(every: int, name: str = "every") -> int:
-    if not isinstance(every, (int, np.integer)) or every < 1:
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
         raise ValueError(f"{name}: must be a positive integer, got {every!r}")
     return int(every)
 
 
 def _check_burn_in(burn_in: int) -> int:
-    if not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
         raise ValueError(f"burn_in: must be a non-negative integer, got {burn_in!r}")
     return int(burn_in)
+
+
+def _check_burn_in_fits(burn_in: int, ctx) -> None:
+    """Raised while the run is traced (before XLA compiles), when num_steps is known."""
+    if burn_in > ctx.num_steps:
+        raise ValueError(f"burn_in: {burn_in} is past the end of the run (num_steps = {ctx.num_steps})")
 
 
 def _sampled(t, burn_in: int, every: int):
@@ -168,6 +174,7 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
         return _Welford(count, mean, m2)
 
     def init(states, ctx):
+        _check_burn_in_fits(burn_in, ctx)
         x = _flat_params(states)
         replicas, d = x.shape
         m2 = {
@@ -185,8 +192,11 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
         ok = ~states.diverged
         used = jnp.sum(ok)
         weight = ok.astype(acc.mean.dtype) / jnp.maximum(used, 1)
+        # diverged replicas may hold inf/NaN sums: zero them (0 · inf would be NaN)
+        drop = lambda x: jnp.where(ok.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)
+        acc = _Welford(acc.count, drop(acc.mean), drop(acc.m2) if acc.m2.ndim else acc.m2)
         mean = weight @ acc.mean
-        centred = acc.mean - mean
+        centred = drop(acc.mean - mean)
         mean_var = weight @ (centred**2)
         out = {
             "mean": mean,
@@ -204,7 +214,7 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
         # pooled estimate about the pooled mean, with the 1/(nR − 1) correction
         total = n * used
         pooled = jnp.tensordot(weight, per_replica, axes=1) * total / jnp.maximum(total - 1, 1)
-        spread = jnp.tensordot(weight, (per_replica - jnp.tensordot(weight, per_replica, axes=1)) ** 2, axes=1)
+        spread = jnp.tensordot(weight, drop((per_replica - jnp.tensordot(weight, per_replica, axes=1)) ** 2), axes=1)
         stderr = jnp.sqrt(spread / jnp.maximum(used - 1, 1))
         key = "cov" if covariance == "full" else "var"
         out[key], out[key + "_stderr"] = pooled, stderr
@@ -234,6 +244,7 @@ def basins(classify: Callable[[PyTree], jax.Array], num_basins: int, burn_in: in
         return counts + hits * take[:, None].astype(jnp.int32)
 
     def init(states, ctx):
+        _check_burn_in_fits(burn_in, ctx)
         return add(jnp.zeros((ctx.replicas, num_basins), jnp.int32), states, 0)
 
     def update(counts, states, t, ctx):
@@ -268,7 +279,9 @@ def histogram(
 
     ``edges`` is one increasing array (1-D) or one per coordinate. Counts are pooled
     over time (t ≥ burn_in, every ``every`` steps) and non-diverged replicas; samples
-    outside the box are counted in ``outside``. ``density`` = counts / (total · cell
+    outside the box are counted in ``outside``. Bins are half-open [e_i, e_{i+1}), the last
+    one too: a sample exactly on the last edge counts as outside (np.histogram
+    would put it in the last bin). ``density`` = counts / (total · cell
     volume), comparable bin by bin with a Fokker–Planck density on the same edges.
     """
     burn_in, every = _check_burn_in(burn_in), _check_every(every)
@@ -297,6 +310,7 @@ def histogram(
         return counts, outside + jnp.sum(take & ~inside).astype(jnp.int32)
 
     def init(states, ctx):
+        _check_burn_in_fits(burn_in, ctx)
         samples = ctx.replicas * (max(ctx.num_steps - burn_in, 0) // every + 1)
         if samples >= 2**31:
             raise ValueError(

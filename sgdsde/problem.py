@@ -180,15 +180,16 @@ class Problem:
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
         try:
-            out = jax.eval_shape(self.loss, params)
+            out = jax.eval_shape(self.per_example_losses, params)
+            jax.eval_shape(self.loss, params)
         except Exception as err:  # shape errors surface here, before any compile
             raise ValueError(
                 f"{name}: does not fit the problem's per_example_loss/data "
                 f"(evaluating the loss failed: {type(err).__name__}: {err})"
             ) from err
-        if out.shape != ():
+        if out.shape != (self.num_examples,):
             raise ValueError(
-                f"per_example_loss: must return a scalar per example, got shape {out.shape}"
+                f"per_example_loss: must return a scalar per example, got shape {out.shape[1:]}"
             )
 
 

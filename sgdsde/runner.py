@@ -138,7 +138,8 @@ def run(
         raise ValueError(f"hyper: must be an sgdsde.Hyper, got {type(hyper).__name__}")
     num_steps = _check_int(num_steps, "num_steps", 0)
     replicas = _check_int(replicas, "replicas", 1)
-    hyper = hyper.validate(problem.num_examples, num_steps)
+    # schedules are read at SGD steps up to ⌊(num_steps − ½)·dt⌋ by SDE steppers (dt ≠ 1)
+    hyper = hyper.validate(problem.num_examples, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
     observers = list(observers) if observers is not None else [obs_lib.endpoint()]
     names = [o.name for o in observers]
     if "divergence" in names or len(set(names)) != len(names):

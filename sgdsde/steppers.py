@@ -44,6 +44,7 @@ class Stepper(NamedTuple):
     init: Callable[..., StepperState]
     step: Callable[[jax.Array, StepperState, Problem, Hyper], StepperState]
     name: str = "stepper"
+    dt: float = 1.0  # SGD steps per call of ``step`` (SDE steppers); SGD time = state.step · dt
 
 
 def all_finite(tree: PyTree) -> jax.Array:

@@ -1,0 +1,235 @@
+"""Minibatch samplers (THEORY.md §1): iid (with replacement), subset (uniform S-subset),
+epoch (random reshuffling). Checked on many batches drawn directly with make_sampler.
+
+Monte-Carlo tolerances: chi-square statistics are compared with dof + 6·√(2·dof) (about
+6 standard deviations of the χ² law; seeds are fixed, so the tests are deterministic),
+and estimated moments with 4.5 standard errors estimated from the same samples."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgdsde.sampling import SAMPLINGS, batch_weights, make_sampler
+
+
+# ------------------------------------------------------------------ helpers
+# Compiles dominate the cost of these tests, so every test draws from a few shared
+# configurations: N = 50 examples, 12 consecutive steps, R = 20000 replicas, drawn at
+# max size 16 (and 8 for the prefix check). The jitted drawers are cached per
+# (sampling, N, max size); batch sizes are traced, so a batch-size schedule reuses them.
+N, STEPS, R = 50, 12, 20000
+
+
+@functools.lru_cache(maxsize=None)
+def _sequence_fn(sampling, num_examples, max_size):
+    sampler = make_sampler(sampling)
+
+    @jax.jit
+    def run(keys, sizes):
+        def one(key):
+            def body(state, inputs):
+                k, size = inputs
+                indices, state = sampler.draw(jax.random.fold_in(key, k), state, num_examples, size, max_size)
+                position = state.position if sampling == "epoch" else jnp.int32(0)
+                return state, (indices, position)
+
+            steps = jnp.arange(sizes.shape[0])
+            return jax.lax.scan(body, sampler.init(num_examples), (steps, sizes))[1]
+
+        return jax.vmap(one)(keys)
+
+    return run
+
+
+def _draw_sequences(sampling, num_examples, batch_sizes, max_size, replicas, seed):
+    """Consecutive draws (step k uses fold_in(key_r, k), as the runner does) for each replica,
+    from a fresh sampler state: indices (replicas, steps, max_size) and the epoch sampler's
+    position after each step (zeros for the others)."""
+    keys = jax.random.split(jax.random.key(seed), replicas)
+    indices, positions = _sequence_fn(sampling, num_examples, max_size)(keys, jnp.asarray(batch_sizes, jnp.int32))
+    return np.asarray(indices), np.asarray(positions)
+
+
+@pytest.fixture(scope="module")
+def draws():
+    """{sampling: (indices (R, 12, 16), positions (R, 12))} at S = 8, N = 50, max size 16."""
+    return {s: _draw_sequences(s, N, [8] * STEPS, 16, R, seed=1) for s in SAMPLINGS}
+
+
+def _chi2_bound(dof):
+    return dof + 6 * math.sqrt(2 * dof)
+
+
+def _mean_and_stderr(samples):
+    samples = np.asarray(samples, np.float64)
+    return samples.mean(), samples.std(ddof=1) / math.sqrt(samples.size)
+
+
+# ------------------------------------------------------------------ basics
+def test_unknown_sampling():
+    assert set(SAMPLINGS) == {"iid", "subset", "epoch"}
+    with pytest.raises(ValueError, match="sampling"):
+        make_sampler("shuffle")
+
+
+def test_batch_weights_mask():
+    w = batch_weights(jnp.int32(3), 5)
+    np.testing.assert_allclose(w, [1 / 3, 1 / 3, 1 / 3, 0, 0], rtol=1e-7)
+    assert w.dtype == jnp.float32
+    assert batch_weights(jnp.int32(5), 5, jnp.float16).dtype == jnp.float16
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_indices_in_range(draws, sampling):
+    # S = 8 drawn at max size 16 over 12 steps: the epoch sampler restarts every 6 batches
+    # and at position 40 its padded slots run past the end of the order (40 + 16 > 50).
+    # Every index, used or masked, must be a valid example index.
+    indices, _ = draws[sampling]
+    assert indices.shape == (R, STEPS, 16)
+    assert indices.min() >= 0 and indices.max() < N
+    assert len(np.unique(indices[:100, :, :8])) == N  # and every example does occur
+
+
+def test_subset_has_no_repeats(draws):
+    s = np.sort(draws["subset"][0][:, :, :8], axis=2)
+    assert np.all(np.diff(s, axis=2) > 0)
+
+
+def test_iid_repeats_at_the_with_replacement_rate(draws):
+    """With replacement, P(no repeat among S draws from N) = Π_{i<S} (1 − i/N): for N = 50,
+    S = 8 that is 0.5541. Binomial standard error over R = 20000 batches ≈ 0.0035; the
+    without-replacement rate 1 is ≈ 130 standard errors away."""
+    first = np.sort(draws["iid"][0][:, 0, :8], axis=1)
+    no_repeat = np.all(np.diff(first, axis=1) > 0, axis=1)
+    p = np.prod(1 - np.arange(8) / N)
+    assert abs(no_repeat.mean() - p) < 4.5 * math.sqrt(p * (1 - p) / R)
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_inclusion_frequencies_uniform(draws, sampling):
+    """Counts of each example over the first batch of R = 20000 replicas (N = 50, S = 8):
+    Σ (c − E)²/E with E = RS/N = 3200 is ≤ χ²_{N−1} in distribution (exactly χ² for iid;
+    smaller for the without-replacement samplers). Power: an example that is never drawn
+    adds E = 3200 to the statistic, far above the bound 108."""
+    first = draws[sampling][0][:, 0, :8]
+    counts = np.bincount(first.ravel(), minlength=N)
+    expected = R * 8 / N
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert chi2 < _chi2_bound(N - 1), chi2
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_batch_sequence_does_not_depend_on_max_size(draws, sampling):
+    """The first S indices of a draw at max size 16 equal the draw at max size S = 8, at
+    the first step and at every later one: a run at S = 8 sees the same batches whether
+    drawn alone or inside a grid at a larger max size (epoch too: masked slots must not
+    disturb the order)."""
+    small, _ = _draw_sequences(sampling, N, [8] * STEPS, 8, R, seed=1)
+    np.testing.assert_array_equal(draws[sampling][0][:, :, :8], small)
+
+
+# ------------------------------------------------------------------ epoch structure
+def test_epoch_covers_distinct_examples(draws):
+    """N = 50, S = 8: m = ⌊N/S⌋ = 6 batches per epoch, no index repeated within an epoch,
+    each epoch covers mS = 48 distinct examples, and the epoch's position advances by S and
+    restarts when fewer than S examples are left. (S dividing N is covered by the
+    permutation test below.)"""
+    s, m = 8, 6
+    indices, positions = draws["epoch"]
+    used = indices[:, :, :s]
+    for e in range(STEPS // m):
+        block = np.sort(used[:, e * m : (e + 1) * m].reshape(R, m * s), axis=1)
+        assert np.all(np.diff(block, axis=1) > 0)  # 48 distinct per replica and epoch
+    np.testing.assert_array_equal(positions, np.tile(s * (1 + np.arange(m)), (R, STEPS // m)))
+    # only N − mS = 2 examples are left after an epoch, so the 8 of the next batch must
+    # reuse ≥ 6 earlier ones: a new epoch did start, for every replica
+    first_epoch = used[:, :m].reshape(R, -1)
+    for a, b in zip(first_epoch[:300], used[:300, m]):
+        assert len(set(a) & set(b)) >= s - 2
+    # and which 2 examples an epoch drops is random: each is dropped with probability 2/50
+    dropped = np.ones((R, N), bool)
+    np.put_along_axis(dropped, first_epoch, False, axis=1)
+    assert np.all(dropped.sum(axis=1) == 2)
+    rate = dropped.mean(axis=0)  # binomial stderr √(0.04·0.96/R) = 0.0014 per example
+    assert np.all(np.abs(rate - 2 / N) < 5 * math.sqrt(0.04 * 0.96 / R))
+
+
+def test_epoch_with_varying_batch_size():
+    """A cyclic batch size (8, 16, 8, 16, …) with N = 50: a new epoch starts exactly when the
+    next batch does not fit in what is left (position + S > N), and no example repeats
+    within an epoch."""
+    sizes = [8, 16] * (STEPS // 2)
+    indices, positions = _draw_sequences("epoch", N, sizes, 16, R, seed=8)
+    position, expected, epoch_of = N + 1, [], []
+    epoch = -1
+    for size in sizes:
+        if position + size > N:
+            position, epoch = 0, epoch + 1
+        position += size
+        expected.append(position)
+        epoch_of.append(epoch)
+    assert len(set(epoch_of)) >= 3  # the schedule does cross epochs
+    np.testing.assert_array_equal(positions, np.tile(expected, (R, 1)))
+    for e in set(epoch_of):
+        members = np.concatenate([indices[:, k, : sizes[k]] for k in range(STEPS) if epoch_of[k] == e], axis=1)
+        members = np.sort(members, axis=1)
+        assert np.all(np.diff(members, axis=1) > 0)
+
+
+def test_epoch_order_is_a_uniform_permutation():
+    """Exact random reshuffling: N = 6, S = 2 (three batches per epoch, S divides N), drawn
+    at max size 4 so masked slots are exercised. Each epoch's order must be uniform over the
+    6! = 720 permutations, for the first epoch and for the second (which starts from the
+    first's order). R = 30000 replicas: E = 41.7 per permutation, χ²_{719} bound 947;
+    e.g. a sampler that never leaves an example in place would miss 265 of the 720."""
+    n, r = 6, 30000
+    indices, _ = _draw_sequences("epoch", n, [2] * 6, 4, r, seed=9)
+    used = indices[:, :, :2]
+    for e in range(2):
+        perms = used[:, 3 * e : 3 * e + 3].reshape(r, n)
+        assert np.all(np.sort(perms, axis=1) == np.arange(n))  # each epoch covers all N
+        code = perms @ (n ** np.arange(n))  # a unique integer per permutation
+        _, counts = np.unique(code, return_counts=True)
+        assert len(counts) == 720
+        expected = r / 720
+        chi2 = np.sum((counts - expected) ** 2 / expected)
+        assert chi2 < _chi2_bound(719), (e, chi2)
+
+
+# ------------------------------------------------------------------ noise moments
+X = np.random.default_rng(10).standard_normal(N)  # a fixed "per-example gradient" x_i
+VAR_X = X.var()  # (1/N) Σ (x_i − x̄)²: the 1-D C
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_within_batch_variance(draws, sampling):
+    """Var(x̄_batch) = Var/S (iid) and (Var/S)(N−S)/(N−1) (subset, epoch), S = 8. The
+    estimate's standard error std((m − m̄)²)/√R is ≈ 1 % here, while the two formulas differ
+    by (N−S)/(N−1) = 0.857, i.e. by > 10 standard errors: the check tells them apart."""
+    means = X[draws[sampling][0][:, 0, :8]].mean(axis=1)
+    iid = VAR_X / 8
+    finite = iid * (N - 8) / (N - 1)
+    expected, other = (iid, finite) if sampling == "iid" else (finite, iid)
+    np.testing.assert_allclose(means.mean(), X.mean(), atol=4.5 * math.sqrt(expected / R))
+    estimate, stderr = _mean_and_stderr((means - means.mean()) ** 2)
+    assert abs(estimate - expected) < 4.5 * stderr, (estimate, expected, stderr)
+    assert abs(estimate - other) > 6 * stderr
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_consecutive_batch_covariance(draws, sampling):
+    """Cov(ξ_j, ξ_k) = −Var/(N−1) for two batches of one epoch (j ≠ k; the pair-inclusion
+    probability of a permutation), 0 for iid and subset (fresh draws). Batches 0 and 1 of
+    each replica; standard error of the sample covariance from the products (a−ā)(b−b̄),
+    ≈ Var(x̄)/√R, i.e. ≈ Var/(N−1)/25 at N = 50, S = 8, R = 20000: the anticorrelation
+    is resolved at ≈ 25 σ."""
+    means = X[draws[sampling][0][:, :2, :8]].mean(axis=2)
+    a, b = means[:, 0] - means[:, 0].mean(), means[:, 1] - means[:, 1].mean()
+    estimate, stderr = _mean_and_stderr(a * b)
+    expected = -VAR_X / (N - 1) if sampling == "epoch" else 0.0
+    assert abs(estimate - expected) < 4.5 * stderr, (estimate, expected, stderr)
+    assert VAR_X / (N - 1) > 10 * stderr  # power: −Var/(N−1) and 0 are told apart
