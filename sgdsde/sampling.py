@@ -6,7 +6,8 @@ works by masking. The first S indices of a draw at size ``max_size`` equal the
 draw at size S, so a batch-size grid and separate runs see the same batches.
 
 - ``iid``:    S independent uniform indices (with replacement); Cov(ĝ) = C/S.
-- ``subset``: a uniform S-subset (without replacement); Cov(ĝ) = (C/S)(N−S)/(N−1).
+- ``subset``: a fresh uniform S-subset each step (without replacement inside the
+              batch); Cov(ĝ) = (C/S)(N−S)/(N−1).
 - ``epoch``:  random reshuffling: a fresh permutation per epoch, cut into
               m = ⌊N/S⌋ consecutive batches (the last N − mS examples of an epoch
               are dropped); batch noises are anti-correlated, −C/(N−1).
@@ -46,15 +47,53 @@ def _iid_draw(key, state, num_examples, batch_size, max_size):
     return indices, state
 
 
-def _random_subset(key, num_examples: int, size: int) -> Int[Array, " B"]:
-    """The ``size`` indices with the largest of N uniform draws: a uniform random
-    subset in uniformly random order; prefixes of it are uniform subsets too."""
-    scores = jax.random.uniform(key, (num_examples,))
-    return jax.lax.top_k(scores, size)[1]
+def _fisher_yates_prefix(key, order, start, num_examples, batch_size, max_size):
+    """The next S steps of a Fisher–Yates shuffle: slot p = start … start+S−1 of the order
+    is swapped with a uniform slot in [p, N). From ANY starting arrangement, the S values
+    moved into those slots are a uniform random sequence without repetition from the
+    slots ≥ start, so fresh randomness each step gives exact, independent draws.
+
+    ``order`` is an int32[N] array, or None for the identity (then nothing is stored).
+    The swaps are done on a small map of the ≤ 2·max_size touched slots (latest record
+    wins), O(S²) work and no O(N) pass, then written back with one scatter. Only the first
+    S of the ``max_size`` slots are touched (the uniforms are drawn at max_size and their
+    prefix does not depend on it), so results do not depend on the static maximum size.
+    Returns (new order or None, the max_size indices at those slots)."""
+    slots = start + jnp.arange(max_size, dtype=jnp.int32)
+    partners = jax.random.randint(
+        key, (max_size,), jnp.minimum(slots, num_examples - 1), num_examples, dtype=jnp.int32
+    )
+    records = jnp.arange(2 * max_size, dtype=jnp.int32)
+    base = (lambda x: x) if order is None else (lambda x: order[x])
+
+    def lookup(pos, val, x):
+        last = jnp.max(jnp.where(pos == x, records, -1))  # latest record for slot x
+        return jnp.where(last >= 0, val[jnp.maximum(last, 0)], base(x))
+
+    def swap(i, carry):
+        pos, val = carry
+        valid = i < batch_size  # masked slots stay untouched
+        a, b = jnp.where(valid, slots[i], -1), jnp.where(valid, partners[i], -1)
+        va, vb = lookup(pos, val, a), lookup(pos, val, b)
+        # records 2i (a ← vb) then 2i+1 (b ← va): the later one wins when a == b
+        pos = pos.at[2 * i].set(a).at[2 * i + 1].set(b)
+        val = val.at[2 * i].set(vb).at[2 * i + 1].set(va)
+        return pos, val
+
+    empty = (jnp.full((2 * max_size,), -1, jnp.int32), jnp.zeros((2 * max_size,), jnp.int32))
+    pos, val = jax.lax.fori_loop(0, max_size, swap, empty)
+    read = jax.vmap(lambda x: lookup(pos, val, x))
+    indices = read(jnp.minimum(slots, num_examples - 1))
+    if order is None:
+        return None, indices
+    touched = jnp.where(pos >= 0, pos, num_examples)  # unused records are dropped
+    return order.at[touched].set(read(jnp.maximum(pos, 0)), mode="drop"), indices
 
 
 def _subset_draw(key, state, num_examples, batch_size, max_size):
-    return _random_subset(key, num_examples, max_size), state
+    """A fresh uniform S-subset (in random order) each step: a Fisher–Yates prefix of
+    the identity order (see :func:`_fisher_yates_prefix`); no state."""
+    return _fisher_yates_prefix(key, None, 0, num_examples, batch_size, max_size)[1], state
 
 
 class EpochState(NamedTuple):
@@ -70,28 +109,13 @@ def _epoch_init(num_examples: int) -> EpochState:
 
 
 def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
-    """Fisher–Yates, a batch at a time: positions p … p+S−1 of the order are each
-    swapped with a uniform position in [p_i, N). The drawn prefix of an epoch is then a
-    uniform random sequence without repetition (exact random reshuffling) at O(S) cost
-    per step, with no sort. Only the first S slots are swapped, so the order (and every
-    later batch) does not depend on the static maximum size. A new epoch starts when
-    fewer than S examples are left; the order carries over (any starting arrangement
-    gives a uniform shuffle)."""
+    """Random reshuffling, a batch at a time: the epoch's order is fixed S slots at a
+    time by Fisher–Yates (see :func:`_fisher_yates_prefix`), so an epoch's batches are
+    consecutive pieces of a uniform random permutation. A new epoch starts when fewer
+    than S examples are left (drop-last); the order carries over, which is fine since
+    Fisher–Yates from any starting arrangement gives a uniform shuffle."""
     position = jnp.where(state.position + batch_size > num_examples, 0, state.position)
-    slots = position + jnp.arange(max_size, dtype=jnp.int32)
-    room = (num_examples - slots).astype(jnp.float32)
-    partners = slots + jnp.floor(jax.random.uniform(key, (max_size,)) * room).astype(jnp.int32)
-    partners = jnp.minimum(partners, num_examples - 1)
-
-    def swap(i, order):
-        a, b = slots[i], partners[i]
-        valid = a < position + batch_size  # masked slots stay untouched
-        a, b = jnp.where(valid, a, 0), jnp.where(valid, b, 0)
-        va, vb = order[a], order[b]
-        return order.at[a].set(vb).at[b].set(va)
-
-    order = jax.lax.fori_loop(0, max_size, swap, state.order)
-    indices = order[jnp.minimum(slots, num_examples - 1)]
+    order, indices = _fisher_yates_prefix(key, state.order, position, num_examples, batch_size, max_size)
     return indices, EpochState(order, (position + batch_size).astype(jnp.int32))
 
 

@@ -96,7 +96,10 @@ def sgd(sampling: Sampling = "subset") -> Stepper:
 
     def init(params: PyTree, problem: Problem | None = None) -> StepperState:
         if problem is None and sampling == "epoch":
-            raise ValueError("problem: sgd(sampling='epoch').init needs the problem (its N): init(params, problem)")
+            raise ValueError(
+                f"problem: sgd(sampling={sampling!r}).init needs the problem (its N, for the per-replica "
+                "order of examples): init(params, problem)"
+            )
         return init_state(params, sampler.init(problem.num_examples if problem is not None else 0))
 
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:

@@ -98,7 +98,8 @@ def test_stepper_is_one_sgd_update():
         state = stepper.init(jnp.array([0.5, -1.0, 2.0]), problem)
         key = jax.random.key(9)
         new = stepper.step(key, state, problem, sd.Hyper(0.3, 5))
-        idx = np.asarray(sd.sampling.make_sampler("subset").draw(key, (), 40, jnp.int32(5), 5)[0])
+        sampler = sd.sampling.make_sampler("subset")
+        idx = np.asarray(sampler.draw(key, sampler.init(40), 40, jnp.int32(5), 5)[0])
         x, y = np.asarray(problem.data["x"]), np.asarray(problem.data["y"])
         theta = np.array([0.5, -1.0, 2.0])
         grad = x[idx].T @ (x[idx] @ theta - y[idx]) / 5 + 2 * 0.1 * theta
