@@ -52,6 +52,10 @@ class Problem:
       regularizer: optional ``R(params) -> scalar`` added to the loss (no noise).
       info: optional static metadata (exact minima, Hessians, noise covariance, …)
         documented by the ready-made problems in :mod:`sgdsde.problems`.
+      full_loss: optional closed form of the data average (1/N) Σ_i l(θ, x_i) (without
+        R). When given, ``loss`` and ``grad`` use it instead of a pass over the N
+        examples — what makes SDE simulations of toy landscapes cheap. It must equal the
+        average (the ready-made problems' tests check this to rounding).
 
     A Problem is a pytree (the data are its leaves), so it can be passed through
     ``jax.jit`` without being baked into the compiled program as constants.
@@ -61,17 +65,20 @@ class Problem:
     data: PyTree
     regularizer: Callable[[PyTree], Array] | None = None
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    full_loss: Callable[[PyTree], Array] | None = None
 
     def __post_init__(self):
         if not callable(self.per_example_loss):
             raise ValueError("per_example_loss: must be a callable l(params, example) -> scalar")
         if self.regularizer is not None and not callable(self.regularizer):
             raise ValueError("regularizer: must be None or a callable R(params) -> scalar")
+        if self.full_loss is not None and not callable(self.full_loss):
+            raise ValueError("full_loss: must be None or a callable L(params) -> scalar")
         _num_examples(self.data)
 
     # pytree protocol: data are children, functions and metadata are static.
     def tree_flatten(self):
-        return (self.data,), (self.per_example_loss, self.regularizer, _Static(self.info))
+        return (self.data,), (self.per_example_loss, self.regularizer, _Static(self.info), self.full_loss)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -80,6 +87,7 @@ class Problem:
         object.__setattr__(obj, "data", children[0])
         object.__setattr__(obj, "regularizer", aux[1])
         object.__setattr__(obj, "info", aux[2].value)
+        object.__setattr__(obj, "full_loss", aux[3])
         return obj
 
     # ------------------------------------------------------------------ sizes
@@ -102,9 +110,15 @@ class Problem:
         """Σ_i w_i l_i(θ) over the whole data set (no regulariser)."""
         return jnp.sum(weights * self.per_example_losses(params))
 
+    def data_loss(self, params: PyTree) -> Array:
+        """(1/N) Σ_i l_i(θ), from ``full_loss`` when given."""
+        if self.full_loss is not None:
+            return self.full_loss(params)
+        return jnp.mean(self.per_example_losses(params))
+
     def loss(self, params: PyTree) -> Array:
         """L(θ) = (1/N) Σ_i l_i(θ) + R(θ)."""
-        return jnp.mean(self.per_example_losses(params)) + self._regularization(params)
+        return self.data_loss(params) + self._regularization(params)
 
     def grad(self, params: PyTree) -> PyTree:
         """g(θ) = ∇L(θ), the full-batch gradient (including the regulariser)."""

@@ -9,6 +9,9 @@ so the stated gradient-noise covariances hold to rounding at every θ:
   ⇒ C(θ) = σ² I exactly, so the Boltzmann law exp(−2L/(nσ²)) applies.
 - :func:`linear_regression` and :func:`logistic_regression` on generated data.
 
+The quadratic and isotropic problems also pass their closed-form L as ``full_loss``,
+so ``loss``/``grad`` (the SDE drift) cost O(d), not O(N d).
+
 Each problem carries its facts in ``problem.info``.
 """
 
@@ -101,7 +104,12 @@ def quadratic(hessian, noise_cov, num_examples: int, *, key, minimum=None) -> Pr
         u = theta - minimum_j.astype(theta.dtype)
         return 0.5 * u @ (hessian_j.astype(theta.dtype) @ u) + x_i.astype(theta.dtype) @ u
 
-    return Problem(per_example_loss, jnp.asarray(x), info={"hessian": a, "noise_cov": c, "minimum": theta_star})
+    def full_loss(theta):  # the x_i average to zero exactly
+        u = theta - minimum_j.astype(theta.dtype)
+        return 0.5 * u @ (hessian_j.astype(theta.dtype) @ u)
+
+    info = {"hessian": a, "noise_cov": c, "minimum": theta_star}
+    return Problem(per_example_loss, jnp.asarray(x), info=info, full_loss=full_loss)
 
 
 def isotropic_landscape(loss, dim: int, sigma2: float, num_examples: int, *, key, info=None) -> Problem:
@@ -116,7 +124,9 @@ def isotropic_landscape(loss, dim: int, sigma2: float, num_examples: int, *, key
     def per_example_loss(theta, x_i):
         return loss(theta) + x_i.astype(theta.dtype) @ theta
 
-    return Problem(per_example_loss, jnp.asarray(x), info={"sigma2": float(sigma2), "dim": dim, **(info or {})})
+    # the z_i average to zero exactly, so the data average of l_i is L itself
+    info = {"sigma2": float(sigma2), "dim": dim, **(info or {})}
+    return Problem(per_example_loss, jnp.asarray(x), info=info, full_loss=loss)
 
 
 def _double_well_critical_points(barrier: float, width: float, tilt: float):

@@ -15,6 +15,7 @@ non-finite the replica is flagged ``diverged`` and frozen at its last finite sta
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -85,12 +86,16 @@ def apply_update(
     )
 
 
+@functools.lru_cache(maxsize=None)
 def sgd(sampling: Sampling = "subset") -> Stepper:
     """Minibatch SGD with heavy-ball momentum (β from ``Hyper.momentum``).
 
     sampling: ``"iid"`` (with replacement), ``"subset"`` (a fresh uniform S-subset each
     step; what the papers assume) or ``"epoch"`` (random reshuffling: each replica walks
     its own reshuffled epochs, dropping the last N mod S examples of each).
+
+    Returns the same object for the same arguments, so that ``sgdsde.run`` reuses its
+    compiled program when a stepper is written inline.
     """
     sampler = make_sampler(sampling)
 

@@ -282,3 +282,24 @@ def test_logistic_regression_loss_and_finite_differences(x64):
 def test_bad_input_names_the_argument(make, argument):
     with pytest.raises(ValueError, match=argument):
         make(jax.random.key(0))
+
+
+def test_full_loss_equals_the_data_average(x64):
+    """The closed-form full_loss of the ready-made problems equals the average of the
+    per-example losses (the whitened noise averages to zero exactly): to rounding."""
+    key = jax.random.key(3)
+    cases = [
+        (sd.problems.quadratic(np.diag([1.0, 2.0]), np.eye(2), 50, key=key, minimum=[0.5, -1.0]), 2),
+        (sd.problems.double_well_1d(tilt=0.2, sigma2=2.0, num_examples=40, key=key), 1),
+        (sd.problems.double_well_2d(sigma2=0.5, num_examples=40, key=key), 2),
+        (sd.problems.multi_well([[0.0, 0.0], [2.0, 1.0]], [0.0, 0.3], [1.0, 4.0], num_examples=40, key=key), 2),
+    ]
+    for problem, dim in cases:
+        assert problem.full_loss is not None
+        for theta in np.random.default_rng(0).normal(size=(4, dim)):
+            theta = jnp.asarray(theta)
+            average = jnp.mean(problem.per_example_losses(theta))
+            np.testing.assert_allclose(problem.loss(theta), average, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(
+                problem.grad(theta), jnp.mean(problem.per_example_grads(theta), axis=0), rtol=1e-11, atol=1e-12
+            )
