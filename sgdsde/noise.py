@@ -52,6 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .problem import _float_dtype
+
 PyTree = Any
 
 __all__ = [
@@ -71,14 +73,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- helpers
-def _float_dtype(params: PyTree):
-    for leaf in jax.tree_util.tree_leaves(params):
-        dtype = jnp.result_type(leaf)
-        if jnp.issubdtype(dtype, jnp.floating):
-            return dtype
-    return jnp.result_type(float)
-
-
 def _num_params(params: PyTree) -> int:
     """d, the number of parameters (static; works on tracers and ShapeDtypeStructs)."""
     return int(sum(int(np.prod(np.shape(leaf))) for leaf in jax.tree_util.tree_leaves(params)))

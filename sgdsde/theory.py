@@ -249,20 +249,23 @@ def _transition(a, sigma, theta0, tau):
 # ----------------------------------------------------------------------- Lyapunov solvers
 
 
+def _square_pair(m, q, name: str):
+    """Check two square matrices of one shape; return them in a common float dtype and I."""
+    _check_square(m, name)
+    _check_square(q, "q")
+    if np.shape(m) != np.shape(q):
+        raise ValueError(f"q: shape {np.shape(q)} does not match {name} shape {np.shape(m)}")
+    dt = _float_dtype(m, q)
+    return jnp.asarray(m, dt), jnp.asarray(q, dt), jnp.eye(np.shape(m)[0], dtype=dt)
+
+
 def continuous_lyapunov(a: Float[ArrayLike, "d d"], q: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
     """Solve A X + X Aᵀ = Q for a general square A (Kronecker-sum solve, d² unknowns).
 
     The solution is unique iff no two eigenvalues of A sum to zero. A symmetric Q gives an
     exactly symmetric X.
     """
-    _check_square(a, "a")
-    _check_square(q, "q")
-    if np.shape(a) != np.shape(q):
-        raise ValueError(f"q: shape {np.shape(q)} does not match a shape {np.shape(a)}")
-    dt = _float_dtype(a, q)
-    a = jnp.asarray(a, dt)
-    q = jnp.asarray(q, dt)
-    eye = jnp.eye(a.shape[0], dtype=dt)
+    a, q, eye = _square_pair(a, q, "a")
     return _kron_solve([(1.0, a, eye), (1.0, eye, a)], q)
 
 
@@ -272,14 +275,7 @@ def discrete_lyapunov(p: Float[ArrayLike, "d d"], q: Float[ArrayLike, "d d"]) ->
     Unique iff no product of two eigenvalues of P equals 1; for spectral radius ρ(P) < 1
     it is Σ_k P^k Q (P^k)ᵀ. A symmetric Q gives an exactly symmetric X.
     """
-    _check_square(p, "p")
-    _check_square(q, "q")
-    if np.shape(p) != np.shape(q):
-        raise ValueError(f"q: shape {np.shape(q)} does not match p shape {np.shape(p)}")
-    dt = _float_dtype(p, q)
-    p = jnp.asarray(p, dt)
-    q = jnp.asarray(q, dt)
-    eye = jnp.eye(p.shape[0], dtype=dt)
+    p, q, eye = _square_pair(p, q, "p")
     return _kron_solve([(1.0, eye, eye), (-1.0, p, p)], q)
 
 
