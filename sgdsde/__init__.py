@@ -1,11 +1,13 @@
 """sgdsde: stochastic gradient descent as a stochastic differential equation, in JAX.
 
 A problem, a stepper, a runner: discrete SGD and its SDE models are steppers with one
-signature, driven by one runner over one problem. Times are SGD steps unless a result
-says ``clock == "sme"`` (t_sme = η · t_steps).
+signature, driven by one runner over one problem. Every result says which clock its
+times are on: ``"steps"`` (SGD steps, the default for SGD), ``"sme"`` (t_sme = Σ η over
+the SGD steps, η·t_steps for a constant η) or ``"calls"`` (stepper calls; SGD steps =
+calls · dt), see ``sgdsde.run(..., clock=...)`` and ``RunResult.on_clock``.
 """
 
-from . import noise, observers, problems, sampling, sde, theory
+from . import compare, noise, observers, problems, sampling, sde, theory
 from .hyper import Hyper, HyperValues
 from .problem import Problem
 from .runner import DivergenceWarning, RunResult, run
@@ -26,6 +28,7 @@ __all__ = [
     "diffrax_stepper",
     "noise",
     "sde",
+    "compare",
     "run",
     "RunResult",
     "DivergenceWarning",

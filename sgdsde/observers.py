@@ -1,14 +1,22 @@
 """Observers: what a run records, accumulated step by step without storing trajectories.
 
-An observer is ``Observer(name, init, update, finalize)`` acting on the states of all
+An observer is ``Observer(name, init, update, finalize, retime=None)`` acting on the states of all
 replicas of one hyperparameter configuration (leading axis R):
 
     init(states, ctx) -> obs            (sees the initial states, t = 0)
-    update(obs, states, t, ctx) -> obs  (t = number of SGD steps done, an unbatched int)
+    update(obs, states, t, ctx) -> obs  (t = number of steps of the run done, an unbatched int)
     finalize(obs, states, ctx) -> result pytree
+    retime(result, convert) -> result   (optional: puts time-valued outputs on a clock)
 
-Times are SGD steps. Replicas flagged as diverged are left out of every statistic
-from the step they diverged (and, for ``moments``, entirely); the run reports them.
+Times are counted in steps of the run (calls of the stepper's ``step``: SGD steps for
+``sgd`` and any stepper with dt = 1). ``sgdsde.run(..., clock=...)`` and
+``RunResult.on_clock`` convert the time-valued outputs of the observers that define
+``retime`` (``snapshots``, ``loss_curve``, ``first_passage``); ``convert`` maps an
+array of step counts (leading axes: the hyperparameter grid) to times on the clock.
+Inputs (``burn_in``, ``every``) are always in steps of the run.
+
+Replicas flagged as diverged are left out of every statistic from the step they
+diverged (and, for ``moments``, entirely); the run reports them.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ class Observer(NamedTuple):
     init: Callable[..., Any]
     update: Callable[..., Any]
     finalize: Callable[..., Any]
+    # retime(result, convert) -> result with its time-valued entries on another clock;
+    # None: the result holds no times (or is left in steps of the run)
+    retime: Callable[..., Any] | None = None
 
 
 def _flat_params(states) -> jax.Array:
@@ -123,7 +134,11 @@ def _every_recorder(name: str, every: int, measure: Callable) -> Observer:
     def finalize(buffer, states, ctx):
         return {"times": jnp.asarray(_record_times(ctx.num_steps, every)), "values": buffer}
 
-    return Observer(name, init, update, finalize)
+    return Observer(name, init, update, finalize, _retime_record_times)
+
+
+def _retime_record_times(result, convert):
+    return {**result, "times": convert(np.asarray(result["times"]))}
 
 
 def snapshots(every: int) -> Observer:
@@ -379,7 +394,20 @@ def first_passage(region: Callable[[PyTree], jax.Array]) -> Observer:
             "mean_time_stderr": jnp.sqrt(var / n),
         }
 
-    return Observer("first_passage", init, update, finalize)
+    return Observer("first_passage", init, update, finalize, _retime_first_passage)
+
+
+def _retime_first_passage(result, convert):
+    """Passage times on another clock (−1 kept for "never"); the mean and its standard
+    error are recomputed from the converted times (the clock may be nonlinear in steps,
+    e.g. SME time under a learning-rate schedule)."""
+    steps = np.asarray(result["times"])
+    hit = steps >= 0
+    times = np.where(hit, convert(np.maximum(steps, 0)), -1.0)
+    n = np.maximum(hit.sum(axis=-1), 1)
+    mean = np.where(hit, times, 0.0).sum(axis=-1) / n
+    var = np.where(hit, (times - mean[..., None]) ** 2, 0.0).sum(axis=-1) / np.maximum(n - 1, 1)
+    return {**result, "times": times, "mean_time": mean, "mean_time_stderr": np.sqrt(var / n)}
 
 
 # ------------------------------------------------------------------ divergence

@@ -5,6 +5,20 @@ step k the key fold_in(k_r, k). Every configuration of a grid sees the same keys
 (common random numbers), so a grid run equals the runs done one by one, and a run
 split in chunks equals the unsplit run. Memory does not grow with ``num_steps``
 (except for observers that record every k steps, by request).
+
+Clocks. The runner counts *steps of the run*: calls of the stepper's ``step`` (k). A
+stepper advances SGD time by ``Stepper.dt`` SGD steps per call, so
+
+- ``"calls"``: k, the runner's own count (``num_steps``, ``burn_in`` and ``every`` are
+  always given in it);
+- ``"steps"``: SGD steps, t = k·dt (= k for ``sgd`` and every stepper with dt = 1);
+- ``"sme"``: SME time, t_sme = Σ η over the elapsed SGD time, i.e. Σ_{i<k} η(i)·dt with
+  η(i) the learning rate the stepper uses in call i (= η·k·dt for a constant η, per grid
+  configuration; with a schedule it is the cumulative sum). The momentum does not enter
+  (t_sme counts η, not η/(1 − β)).
+
+``run(..., clock=...)`` puts every time-valued output on one clock (see :class:`RunResult`);
+``result.on_clock(clock)`` converts afterwards.
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ from .steppers import Stepper, StepperState
 
 PyTree = Any
 
-__all__ = ["run", "RunResult", "DivergenceWarning", "replica_keys"]
+__all__ = ["run", "RunResult", "DivergenceWarning", "replica_keys", "CLOCKS"]
+
+CLOCKS = ("steps", "sme", "calls")
 
 _INIT_TAG = 0xFFFFFFFF  # fold_in tag for random initial parameters (never a step index)
 _DIVERGENCE = obs_lib.divergence()  # one object, so compiled runs are cached across calls
@@ -42,10 +58,21 @@ class RunResult:
     """What :func:`run` returns.
 
     observations: ``{observer name: result}``, each with leading axes ``grid_shape``.
-    diverged: bool (*grid_shape, R); divergence_step: int (*grid_shape, R), the step k
-    whose update first gave a non-finite value (−1 if none).
+    diverged: bool (*grid_shape, R); divergence_step: int (*grid_shape, R), the step of
+    the run k whose update first gave a non-finite value (−1 if none), always counted in
+    calls of the stepper (it indexes steps, whatever the clock).
+    divergence_time: (*grid_shape, R), when the parameters first became non-finite, on
+    ``clock`` (the time after update ``divergence_step``; −1 if none).
     state: the final stepper states (*grid_shape, R, …), to continue a run.
-    clock: the clock of all times in the observations ("steps": SGD steps).
+    num_steps: calls of the stepper; dt: SGD steps per call (``Stepper.dt``).
+    clock: the clock of every time in the result — ``"steps"`` (SGD steps, k·dt),
+    ``"sme"`` (t_sme = Σ η over the elapsed SGD steps) or ``"calls"`` (calls of the
+    stepper, k). Converted on that clock: ``snapshots`` and ``loss_curve`` ``times``;
+    ``first_passage`` ``times`` (−1 = never stays −1), ``mean_time`` and
+    ``mean_time_stderr`` (recomputed from the converted times); ``divergence_time``.
+    Observers without ``retime`` (user observers) keep counts in calls. On ``"sme"`` the
+    times get the grid's shape: each configuration has its own η. Not times, so never
+    converted: ``num_steps``, ``divergence_step``, observer inputs (``burn_in``, ``every``).
     """
 
     observations: dict
@@ -57,6 +84,11 @@ class RunResult:
     num_steps: int
     replicas: int
     clock: str = "steps"
+    dt: float = 1.0
+    divergence_time: np.ndarray | None = None
+    # the observations counted in calls, and the observers' retime functions (by name)
+    _raw_observations: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+    _retimers: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __getitem__(self, name: str):
         return self.observations[name]
@@ -64,6 +96,80 @@ class RunResult:
     @property
     def any_diverged(self) -> bool:
         return bool(np.any(self.diverged))
+
+    @property
+    def duration(self) -> np.ndarray:
+        """Length of the run on ``clock`` (an array of shape ``grid_shape``)."""
+        return self.clock_times(self.num_steps)
+
+    def clock_times(self, calls, clock: str | None = None) -> np.ndarray:
+        """Times on ``clock`` (default: this result's) of the given counts of stepper
+        calls (integers in [0, num_steps]); shape ``grid_shape + shape(calls)``."""
+        clock = _check_clock(clock or self.clock, self.dt)
+        calls = np.asarray(calls)
+        if calls.dtype.kind not in "iu" or np.any(calls < 0) or np.any(calls > self.num_steps):
+            raise ValueError(f"calls: must be integers in [0, num_steps = {self.num_steps}], got {calls!r}")
+        full = np.broadcast_to(calls, self.grid_shape + calls.shape)
+        convert = _clock_converter(self.hyper, self.grid_shape, self.dt, self.num_steps, clock)
+        return np.asarray(full if convert is None else convert(full))
+
+    def on_clock(self, clock: str) -> "RunResult":
+        """The same result with every time-valued output on ``clock`` ("steps", "sme" or
+        "calls"); see the class docstring for what is converted."""
+        clock = _check_clock(clock, self.dt)
+        raw = self._raw_observations if self._raw_observations is not None else self.observations
+        convert = _clock_converter(self.hyper, self.grid_shape, self.dt, self.num_steps, clock)
+        if convert is None:
+            observations = dict(raw)
+            divergence_time = np.where(self.divergence_step >= 0, self.divergence_step + 1, -1)
+        else:
+            observations = {
+                name: (self._retimers[name](value, convert) if name in self._retimers else value)
+                for name, value in raw.items()
+            }
+            step = np.asarray(self.divergence_step)
+            divergence_time = np.where(step >= 0, convert(np.where(step >= 0, step + 1, 0)), -1)
+        return dataclasses.replace(
+            self, observations=observations, clock=clock, divergence_time=divergence_time,
+            _raw_observations=raw,
+        )
+
+
+def _check_clock(clock, dt: float) -> str:
+    if clock is None:
+        return "steps"
+    if not isinstance(clock, str) or clock not in CLOCKS:
+        raise ValueError(f"clock: must be one of {CLOCKS} (or None: the default), got {clock!r}")
+    return clock
+
+
+def _clock_converter(hyper: Hyper, grid_shape: tuple, dt: float, num_steps: int, clock: str):
+    """``convert(calls) -> times`` for arrays of call counts whose leading axes are the
+    grid, or None where the clock is the runner's own count ("calls"; "steps" at dt = 1)."""
+    if clock == "calls" or (clock == "steps" and dt == 1.0):
+        return None
+    if clock == "steps":
+        return lambda calls: np.asarray(calls, dtype=np.float64) * dt
+    rate = hyper.learning_rate
+    if callable(rate):  # one schedule for every configuration: cumulative Σ η(i)·dt
+        from .sde import sgd_step_of
+
+        calls = jnp.arange(max(num_steps, 1), dtype=jnp.int32)
+        steps = np.asarray(sgd_step_of(calls, dt))
+        try:
+            rates = np.asarray(jax.vmap(rate)(jnp.asarray(steps)), dtype=np.float64)
+        except Exception:  # a schedule that does not vmap: evaluate step by step
+            rates = np.asarray([np.asarray(rate(int(k))) for k in steps], dtype=np.float64)
+        rates = np.broadcast_to(rates, steps.shape)[:num_steps]
+        elapsed = np.concatenate([[0.0], np.cumsum(rates * dt)])
+        return lambda calls: elapsed[np.asarray(calls)]
+    eta = np.broadcast_to(np.asarray(rate, dtype=np.float64), grid_shape)
+
+    def convert(calls):
+        calls = np.asarray(calls, dtype=np.float64)
+        return calls * dt * eta.reshape(grid_shape + (1,) * (calls.ndim - len(grid_shape)))
+
+    return convert
 
 
 def replica_keys(key: jax.Array, replicas: int) -> jax.Array:
@@ -117,6 +223,7 @@ def run(
     observers: Sequence[obs_lib.Observer] | None = None,
     chunk_size: int | None = None,
     progress: bool = False,
+    clock: str | None = None,
 ) -> RunResult:
     """Run ``replicas`` independent copies of ``stepper`` for ``num_steps`` SGD steps,
     for every configuration of ``hyper`` (array fields form a grid), in one program.
@@ -127,7 +234,11 @@ def run(
       always tracked and reported (a :class:`DivergenceWarning` names the replicas).
     chunk_size: run the scan in chunks of this many steps (same numbers as one chunk);
       ``progress=True`` prints a line per chunk (default 20 chunks).
-    All times are SGD steps (``result.clock == "steps"``).
+    num_steps, and the observers' ``burn_in`` and ``every``, count calls of the stepper
+    (SGD steps for ``sgd``; a stepper with ``dt`` advances dt SGD steps per call).
+    clock: the clock of the times in the result (module docstring, :class:`RunResult`):
+      ``"steps"`` (SGD steps, k·dt), ``"sme"`` (t_sme = Σ η over the elapsed SGD
+      steps) or ``"calls"`` (k). Default None: SGD steps (``"steps"``), whatever dt.
     """
     # ---- validation, in Python, before anything compiles
     if not isinstance(problem, Problem):
@@ -148,6 +259,7 @@ def run(
     if chunk_size is None:
         chunk_size = max(-(-num_steps // 20), 1) if progress else max(num_steps, 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    clock = _check_clock(clock, float(stepper.dt))
 
     keys = replica_keys(key, replicas)
     params = _initial_params(init_params, keys, problem)
@@ -193,7 +305,10 @@ def run(
         grid_shape=grid_shape,
         num_steps=num_steps,
         replicas=replicas,
-    )
+        clock="calls",
+        dt=float(stepper.dt),
+        _retimers={o.name: o.retime for o in observers if o.retime is not None},
+    ).on_clock(clock)
     if result.any_diverged:
         warnings.warn(_divergence_message(result), DivergenceWarning, stacklevel=2)
     return result

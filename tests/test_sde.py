@@ -158,7 +158,7 @@ def test_em_ou_transition(quad2):
             observers=[sd.observers.snapshots(every)],
         )
     snap = result["snapshots"]
-    sgd_times = np.asarray(snap["times"]) * dt  # observer times are SDE steps; t = k·dt
+    sgd_times = np.asarray(snap["times"])  # the default clock: SGD steps, t = k·dt
     sigma = sla.solve_continuous_lyapunov(A2, eta / size * C2)
     p, q = np.eye(2) - eta * dt * A2, eta**2 * dt / size * C2
     em_mean, em_cov, done = theta0.copy(), np.zeros((2, 2)), 0
