@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _threefry
 from . import observers as obs_lib
 from .hyper import Hyper
 from .problem import Problem
@@ -174,7 +175,11 @@ def _clock_converter(hyper: Hyper, grid_shape: tuple, dt: float, num_steps: int,
 
 def replica_keys(key: jax.Array, replicas: int) -> jax.Array:
     """k_r = fold_in(key, r) for r = 0 … R−1 (typed keys)."""
-    key = _typed_key(key)
+    return _replica_keys(_typed_key(key), replicas)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _replica_keys(key: jax.Array, replicas: int) -> jax.Array:
     return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas, dtype=jnp.uint32))
 
 
@@ -343,7 +348,7 @@ def _make_advance(stepper: Stepper, all_observers, ctx_static):
 
         def body(carry, k):
             states, observed = carry
-            step_keys = jax.vmap(lambda key: jax.random.fold_in(key, k))(keys)
+            step_keys = _threefry.fold_in(keys, k)  # = vmap(fold_in(key_r, k)), bit for bit
             states = jax.vmap(replica_step, in_axes=(None, 0, None, 0))(step_keys, states, problem, flat_hyper)
             t = k + 1
             observed = tuple(
