@@ -91,23 +91,7 @@ TARGETS = {  # issue 3
 # The same bits as jax.random (threefry2x32, jax_threefry_partitionable=True, float32),
 # written as plain elementwise ops so that XLA fuses a whole draw into one kernel. Used
 # only for the floor (c′); checked bit-identical to jax.random in the run.
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _rotl(x, r: int):
-    return lax.shift_left(x, jnp.uint32(r)) | lax.shift_right_logical(x, jnp.uint32(32 - r))
-
-
-def _threefry2x32(k0, k1, x0, x1):
-    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    x0, x1 = x0 + ks[0], x1 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = x0 ^ _rotl(x1, r)
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0, x1
+from sgdsde._threefry import _threefry2x32  # noqa: E402  (the library's own block function)
 
 
 def unrolled_fold_in(key_data, k):

@@ -56,7 +56,7 @@ from jax.flatten_util import ravel_pytree
 from . import observers as obs_lib
 from .hyper import Hyper
 from .problem import Problem
-from .runner import DivergenceWarning, run
+from .runner import DivergenceWarning, _typed_key, run
 from .steppers import Stepper, sgd as _sgd
 
 PyTree = Any
@@ -537,13 +537,7 @@ def fit_order(learning_rates, gaps, covariance, *, use=None, confidence: float =
 
 
 # ---------------------------------------------------------------------------- harness
-def _base_key(key) -> jax.Array:
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    arr = np.asarray(key)
-    if arr.dtype != np.uint32 or arr.shape != (2,):
-        raise ValueError("key: must be a jax PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed))")
-    return jax.random.wrap_key_data(jnp.asarray(arr))
+_base_key = _typed_key
 
 
 def _check_sweep(problem, learning_rates, batch_size, noise_scale, observables, times, window, every, replicas):
