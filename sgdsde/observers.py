@@ -21,6 +21,7 @@ diverged (and, for ``moments``, entirely); the run reports them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -67,6 +68,11 @@ def _flat_params(states) -> jax.Array:
     return jax.vmap(lambda p: ravel_pytree(p)[0])(states.params)
 
 
+# Observer factories with hashable arguments return one object per argument set (typed:
+# True and 1 differ), so a run written inline reuses its compiled program.
+_cached = functools.lru_cache(maxsize=256, typed=True)
+
+
 def _check_every(every: int, name: str = "every") -> int:
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
         raise ValueError(f"{name}: must be a positive integer, got {every!r}")
@@ -100,6 +106,7 @@ def _record_times(num_steps: int, every: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- endpoint
+@_cached
 def endpoint() -> Observer:
     """Final parameters of every replica, shape (R, …) per leaf."""
     return Observer(
@@ -141,12 +148,14 @@ def _retime_record_times(result, convert):
     return {**result, "times": convert(np.asarray(result["times"]))}
 
 
+@_cached
 def snapshots(every: int) -> Observer:
     """Parameters of every replica at steps 0, every, 2·every, …:
     ``{"times": (T,), "values": pytree of (T, R, …)}``."""
     return _every_recorder("snapshots", every, lambda states, ctx: states.params)
 
 
+@_cached
 def loss_curve(every: int) -> Observer:
     """Full-data loss L(θ) of every replica at steps 0, every, 2·every, …:
     ``{"times": (T,), "values": (T, R)}`` (diverged replicas: last finite value)."""
@@ -160,6 +169,7 @@ class _Welford(NamedTuple):
     m2: jax.Array  # (R, d, d), (R, d) or () for covariance "full", "diagonal", "none"
 
 
+@_cached
 def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Observer:
     """Running mean and covariance of the flattened parameters over time and replicas.
 
@@ -239,6 +249,7 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
 
 
 # ---------------------------------------------------------------------- basins
+@_cached
 def basins(classify: Callable[[PyTree], jax.Array], num_basins: int, burn_in: int = 0, every: int = 1) -> Observer:
     """Occupancy of basins labelled by ``classify(params) -> int in [0, num_basins)``.
 
@@ -367,6 +378,7 @@ def _edge_list(edges) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------- first passage
+@_cached
 def first_passage(region: Callable[[PyTree], jax.Array]) -> Observer:
     """First step t at which ``region(params)`` is true, per replica (−1 if never;
     0 if the start is inside). Result: ``times`` (R,), ``hit_fraction``,
