@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import observers, problems, theory
 from ..hyper import Hyper
-from ..plotting import save_figure, write_json
+from ..plotting import save_experiment
 from ..runner import run
 from ..steppers import sgd
 
@@ -51,6 +51,8 @@ def stationary_covariance(
     Burn-in is ``relaxation_times`` slowest relaxation times 1/(η_min λ_min) (SGD steps),
     then ``sample_steps`` steps are averaged. Returns a dict of plain arrays.
     """
+    if not learning_rates or min(learning_rates) <= 0:
+        raise ValueError(f"learning_rate: every learning rate must be > 0, got {list(learning_rates)}")
     spec = spec or default_problem_spec()
     hessian, noise_cov, n = spec["hessian"], spec["noise_cov"], spec["num_examples"]
     eigenvalues = np.linalg.eigvalsh(hessian)
@@ -164,10 +166,4 @@ def plot(results: dict):
 
 def main(out: str | Path = "sgdsde-output/demo", **kwargs) -> dict:
     """Run, print the table, write ``covariance.png`` and ``covariance.json`` in ``out``."""
-    results = stationary_covariance(**kwargs)
-    print(format_table(results))
-    out = Path(out)
-    json_path = write_json(out / "covariance.json", results)
-    png_path = save_figure(plot(results), out / "covariance.png")
-    print(f"wrote {png_path} and {json_path}")
-    return results
+    return save_experiment(stationary_covariance(**kwargs), out, "covariance", plot, format_table)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import compare, noise, problems
-from ..plotting import save_figure, write_json
+from ..plotting import save_experiment
 from ..sde import euler_maruyama
 from ..steppers import sgd
 
@@ -318,10 +318,4 @@ def plot(results: dict):
 
 def main(out: str | Path = "sgdsde-output/sgd_vs_sde", **kwargs) -> dict:
     """Run, print the table, write ``sgd_vs_sde.png`` and ``sgd_vs_sde.json`` in ``out``."""
-    results = sgd_vs_sde(**kwargs)
-    print(format_table(results))
-    out = Path(out)
-    json_path = write_json(out / "sgd_vs_sde.json", results)
-    png_path = save_figure(plot(results), out / "sgd_vs_sde.png")
-    print(f"wrote {png_path} and {json_path}")
-    return results
+    return save_experiment(sgd_vs_sde(**kwargs), out, "sgd_vs_sde", plot, format_table)
