@@ -385,3 +385,16 @@ def fmt_seconds(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.2f} s"
     return f"{seconds * 1e3:.1f} ms"
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def begin() -> tuple[float, dict]:
+    """Start of a benchmark run: (start time, machine description), logged."""
+    began = time.perf_counter()
+    machine = machine_info()
+    log(f"machine: {machine_summary(machine)}; load average {machine['load_average_1_5_15min']}")
+    return began, machine

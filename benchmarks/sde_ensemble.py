@@ -117,8 +117,7 @@ def unrolled_normal(key_data, n: int):
 
 
 # ------------------------------------------------------------------ helpers
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = C.log
 
 
 def _moments(x: np.ndarray) -> dict:
@@ -399,9 +398,7 @@ def _time_group(bench, names, paths, steps, repeats):
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
-    began = time.perf_counter()
-    machine = C.machine_info()
-    _log(f"machine: {C.machine_summary(machine)}; load average {machine['load_average_1_5_15min']}")
+    began, machine = C.begin()
     import diffrax
 
     bench = Bench(a)

@@ -153,8 +153,7 @@ def _z(a, b) -> float:
     return (a[0] - b[0]) / math.sqrt(a[1] ** 2 + b[1] ** 2) if (a[1] or b[1]) else 0.0
 
 
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+_log = C.log
 
 
 # ------------------------------------------------------------------ measurements
@@ -356,9 +355,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     a = parse_args(argv)
-    began = time.perf_counter()
-    machine = C.machine_info()
-    _log(f"machine: {C.machine_summary(machine)}; load average {machine['load_average_1_5_15min']}")
+    began, machine = C.begin()
     bench = Bench(a)
     R = a.replicas
     results: dict = {"config": {
