@@ -206,7 +206,8 @@ def multi_well(
 
     Near μ_k, L = q_k up to terms of order s·exp(−gap/s), so well k has minimum ≈ μ_k,
     loss ≈ L_k (its depth) and Hessian ≈ H_k (its sharpness) when the wells are
-    separated (gaps ≫ s). ``info`` holds the nominal centers, levels and hessians.
+    separated (gaps ≫ s). ``info`` holds the nominal centers, levels and hessians, and
+    ``classify(θ) = argmin_k q_k(θ)``, a basin label for observers and quadrature.
     """
     mu = np.atleast_2d(np.asarray(centers, dtype=np.float64))
     lv = np.asarray(levels, dtype=np.float64).reshape(-1)
@@ -225,12 +226,20 @@ def multi_well(
     softness = _check_positive(softness, "softness")
     mu_j, lv_j, hs_j = jnp.asarray(mu), jnp.asarray(lv), jnp.asarray(hs)
 
-    def loss(theta):
+    def wells(theta):
         u = theta - mu_j.astype(theta.dtype)
-        q = lv_j.astype(theta.dtype) + 0.5 * jnp.einsum("ki,kij,kj->k", u, hs_j.astype(theta.dtype), u)
-        return -softness * jax.scipy.special.logsumexp(-q / softness)
+        return lv_j.astype(theta.dtype) + 0.5 * jnp.einsum("ki,kij,kj->k", u, hs_j.astype(theta.dtype), u)
 
-    info = {"centers": mu, "levels": lv, "hessians": hs, "softness": softness, "loss": loss}
+    def loss(theta):
+        return -softness * jax.scipy.special.logsumexp(-wells(theta) / softness)
+
+    def classify(theta):
+        """The well whose quadratic q_k is lowest at θ (an int in [0, K)): the basin label
+        every method of the minima experiment uses, so all of them count the same region."""
+        return jnp.argmin(wells(theta)).astype(jnp.int32)
+
+    info = {"centers": mu, "levels": lv, "hessians": hs, "softness": softness, "loss": loss,
+            "classify": classify, "num_basins": k}
     return isotropic_landscape(loss, d, sigma2, num_examples, key=key, info=info)
 
 

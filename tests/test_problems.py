@@ -303,3 +303,15 @@ def test_full_loss_equals_the_data_average(x64):
             np.testing.assert_allclose(
                 problem.grad(theta), jnp.mean(problem.per_example_grads(theta), axis=0), rtol=1e-11, atol=1e-12
             )
+
+
+def test_multi_well_classify_labels_wells():
+    """classify(θ) = argmin_k q_k: each centre is labelled by its own well, and a point on
+    the segment between two equal wells flips label exactly at the midpoint."""
+    problem = sd.problems.multi_well([[-1.0, 0.0], [1.0, 0.0], [0.0, 2.0]], [0.0, 0.0, 0.5], [1.0, 1.0, 3.0],
+                                     num_examples=20, key=jax.random.key(3))
+    classify = problem.info["classify"]
+    assert problem.info["num_basins"] == 3
+    for k, centre in enumerate(problem.info["centers"]):
+        assert int(classify(jnp.asarray(centre, jnp.float32))) == k
+    assert int(classify(jnp.array([-1e-3, 0.0]))) == 0 and int(classify(jnp.array([1e-3, 0.0]))) == 1
