@@ -7,7 +7,7 @@ the SGD steps, η·t_steps for a constant η) or ``"calls"`` (stepper calls; SGD
 calls · dt), see ``sgdsde.run(..., clock=...)`` and ``RunResult.on_clock``.
 """
 
-from . import compare, noise, observers, problems, sampling, sde, theory
+from . import compare, landscape, noise, observers, problems, sampling, sde, theory
 from .hyper import Hyper, HyperValues
 from .problem import Problem
 from .runner import DivergenceWarning, RunResult, run
@@ -36,4 +36,5 @@ __all__ = [
     "problems",
     "sampling",
     "theory",
+    "landscape",
 ]
