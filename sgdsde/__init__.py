@@ -16,6 +16,17 @@ from .steppers import Stepper, StepperState, sgd
 
 __version__ = "0.1.0"
 
+# modules with heavier imports (flax, SciPy sparse) load on first use: sgdsde.nn, ...
+_LAZY = {"nn", "fokker_planck", "curvature", "pac_bayes", "sweep", "sharding"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'sgdsde' has no attribute {name!r}")
+
 __all__ = [
     "Problem",
     "Hyper",
@@ -37,4 +48,9 @@ __all__ = [
     "sampling",
     "theory",
     "landscape",
+    "fokker_planck",
+    "curvature",
+    "pac_bayes",
+    "nn",
+    "sweep",
 ]
