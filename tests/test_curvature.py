@@ -1,0 +1,336 @@
+"""sgdsde.curvature against dense linear algebra (float64).
+
+Oracles: ``numpy.linalg.eigh`` of random SPD matrices A (loss ½xᵀAx, so H = A exactly)
+and of a small tanh network's Hessian formed by ``jax.hessian`` on the flattened
+parameters. Each tolerance is derived from the method's error, stated where used:
+a-priori power-iteration and a-posteriori Lanczos bounds, Monte-Carlo standard errors
+(z-tests at 4σ; the seeds are fixed, so every test is deterministic), Gauss-quadrature
+exactness, finite-difference order, and float64 rounding.
+
+Compiles are shared: the quadratic is one ``Partial`` whose matrix is an argument, so
+all matrices of one size reuse one compiled program per method.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
+
+from sgdsde import curvature as cv
+
+Z = 4.0  # z-test threshold (two-sided P ≈ 6e-5 per test under the null)
+D = 40  # size of the random SPD matrices
+TOP = np.array([20.0, 14.0, 10.0])  # separated top eigenvalues; the bulk lies in [0.5, 4]
+M = 20  # Lanczos steps in every test (one compiled program per loss)
+ROUND = 1e-10  # float64 rounding of O(d)-term sums of O(‖A‖) numbers, relative to ‖A‖ (≈ d·eps ≈ 1e-14, with margin)
+
+
+def _quadratic(a, x):
+    return 0.5 * x @ (a @ x)
+
+
+def _spd(seed: int, top=TOP, d: int = D, low: float = 0.5, high: float = 4.0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    lam = np.concatenate([top, rng.uniform(low, high, d - len(top))])
+    return (q * lam) @ q.T, np.sort(lam)[::-1]
+
+
+@pytest.fixture(scope="module")
+def spd():
+    with jax.enable_x64(True):
+        a, lam = _spd(0)
+        fun = Partial(_quadratic, jnp.asarray(a))
+        x = jnp.asarray(np.random.default_rng(1).normal(size=D))
+    return {"a": a, "lam": lam, "fun": fun, "x": x}
+
+
+def _mlp_loss(data, p):
+    x, y = data
+    h = jnp.tanh(x @ p["w1"] + p["b1"])
+    return 0.5 * jnp.mean(jnp.sum((h @ p["w2"] + p["b2"] - y) ** 2, axis=-1))
+
+
+def _shifted_mlp_loss(data_and_shift, p):
+    """The MLP loss + (c/2)‖θ‖²: Hessian H + c I (c is an argument: one compile for all c)."""
+    data, c = data_and_shift
+    return _mlp_loss(data, p) + 0.5 * c * sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(p))
+
+
+@pytest.fixture(scope="module")
+def net():
+    """A 3-8-2 tanh MLP (d = 50) on 32 random examples, at random parameters: an
+    indefinite Hessian (eigenvalues in about [−0.57, 2.48]) formed densely by jax.hessian."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(2)
+        data = (jnp.asarray(rng.normal(size=(32, 3))), jnp.asarray(np.sin(rng.normal(size=(32, 2)))))
+        params = {
+            "w1": jnp.asarray(rng.normal(size=(3, 8)) / np.sqrt(3)),
+            "b1": jnp.zeros(8),
+            "w2": jnp.asarray(rng.normal(size=(8, 2)) / np.sqrt(8)),
+            "b2": jnp.zeros(2),
+        }
+        shifted = lambda c: Partial(_shifted_mlp_loss, (data, jnp.asarray(c, jnp.float64)))
+        fun = shifted(0.0)  # the plain loss, as the same Partial type: one compile per method
+        flat, unravel = ravel_pytree(params)
+        hessian = np.asarray(jax.jit(jax.hessian(lambda v: fun(unravel(v))))(flat))
+    lam = np.linalg.eigvalsh(hessian)[::-1]
+    return {"fun": fun, "shifted": shifted, "params": params, "hessian": hessian, "lam": lam, "d": flat.size}
+
+
+# ----------------------------------------------------------------------------- HVP, dense
+def test_hvp_and_dense_hessian_match_jax_hessian(net, x64):
+    h = net["hessian"]
+    assert np.max(np.abs(h - h.T)) <= ROUND * np.max(np.abs(h))
+    np.testing.assert_allclose(np.asarray(cv.dense_hessian(net["fun"], net["params"])), h, rtol=0, atol=ROUND)
+    rng = np.random.default_rng(3)
+    flat, unravel = ravel_pytree(net["params"])
+    v = rng.normal(size=flat.size)
+    hv = ravel_pytree(jax.jit(cv.hvp)(net["fun"], net["params"], unravel(jnp.asarray(v))))[0]
+    np.testing.assert_allclose(np.asarray(hv), h @ v, rtol=0, atol=ROUND * np.abs(h).sum(1).max())
+
+
+# ----------------------------------------------------------------------------- eigenvalues
+def test_power_iteration_top_eigenvalues_spd(spd, x64):
+    # Deflated power iteration, n = 100 HVPs per eigenvalue. A-priori error of eigenvalue i:
+    # λ_i (λ_{i+1}/λ_i)^(2n) tan²θ₀ with ratios 14/20, 10/14 ≤ 0.72 and λ₄/λ₃ ≤ 0.4:
+    # ≤ 20·0.72^200·tan²θ₀ ≈ 5e-28·tan²θ₀, negligible unless the start is orthogonal to the
+    # eigenvector; rounding dominates.
+    top3 = cv.top_eigenvalues(spd["fun"], spd["x"], key=jax.random.key(10), k=3, method="power", num_iterations=100)
+    np.testing.assert_allclose(np.asarray(top3), TOP, rtol=ROUND)
+
+
+def test_lanczos_top_eigenvalues_with_a_posteriori_bounds(spd, x64):
+    key = jax.random.key(11)
+    m = M  # < d = 40
+    result = cv.lanczos(spd["fun"], spd["x"], key=key, num_iterations=m)
+    basis = np.asarray(result.basis)
+    assert basis.shape == (m, D)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(m), atol=1e-12)  # full reorthogonalisation
+    np.testing.assert_allclose(basis @ spd["a"] @ basis.T, np.asarray(result.tridiagonal()), atol=ROUND * TOP[0])
+    values, weights, bounds = (np.asarray(x) for x in result.ritz())
+    assert np.all(np.diff(values) <= 0) and abs(weights.sum() - 1) < 1e-12
+    # a-posteriori bound: an eigenvalue of A lies within bounds[i] of values[i]
+    for value, bound in zip(values, bounds):
+        assert np.min(np.abs(spd["lam"] - value)) <= bound + ROUND * TOP[0]
+    # the top three are converged: separated by ≥ 4 from the bulk, so 20 steps make their bounds tiny
+    assert np.all(bounds[:3] < 1e-8)
+    assert np.all(np.abs(values[:3] - TOP) <= bounds[:3] + ROUND * TOP[0])
+    top = cv.top_eigenvalues(spd["fun"], spd["x"], key=key, k=3, num_iterations=m)
+    np.testing.assert_allclose(np.asarray(top), values[:3], rtol=1e-14)
+
+
+def test_lanczos_restarts_when_the_krylov_space_is_exhausted(x64):
+    # rank-5 PSD matrix: a start vector's Krylov space has dimension ≤ 6, so the
+    # residual vanishes (to rounding) before m = 20 steps; the iteration restarts with
+    # a fresh orthogonal vector (β set to 0), T stays exact and block diagonal (the
+    # restarts after the first lie in the null space: 1 × 1 blocks of 0).
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.normal(size=(D, D)))
+    lam = np.zeros(D)
+    lam[:5] = [9.0, 7.0, 5.0, 3.0, 1.0]
+    a = (q * lam) @ q.T
+    fun = Partial(_quadratic, jnp.asarray(a))
+    result = cv.lanczos(fun, jnp.zeros(D), key=jax.random.key(5), num_iterations=M)
+    assert np.sum(np.asarray(result.beta) == 0) >= 1
+    assert float(result.dropped) < 100 * np.finfo(np.float64).eps * 9 * 10
+    basis = np.asarray(result.basis)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(M), atol=1e-12)
+    np.testing.assert_allclose(basis @ a @ basis.T, np.asarray(result.tridiagonal()), atol=1e-12)
+    values, _, _ = result.ritz()
+    np.testing.assert_allclose(np.asarray(values)[:5], lam[:5], atol=1e-10)
+    assert np.all(np.abs(np.asarray(values)[5:]) < 1e-10)
+
+
+def test_power_resolves_a_repeated_eigenvalue(x64):
+    # single-vector Lanczos cannot see multiplicities (documented); deflated power can
+    a, _ = _spd(6, top=np.array([12.0, 12.0, 6.0]))
+    fun = Partial(_quadratic, jnp.asarray(a))
+    top = cv.top_eigenvalues(fun, jnp.zeros(D), key=jax.random.key(7), k=3, method="power", num_iterations=100)
+    # the (12, 12) pair acts as one dominant eigenvalue; 6/12 = 0.5 ⇒ error 0.5^200
+    np.testing.assert_allclose(np.asarray(top), [12.0, 12.0, 6.0], rtol=ROUND)
+
+
+def test_eigenvalues_of_a_network_hessian(net, x64):
+    lam = net["lam"]
+    key = jax.random.key(12)
+    values, _, bounds = (np.asarray(x) for x in cv.lanczos(net["fun"], net["params"], key=key, num_iterations=M).ritz())
+    for i in range(3):  # largest algebraic eigenvalues, within the a-posteriori bound
+        assert abs(values[i] - lam[i]) <= bounds[i] + ROUND
+    assert np.all(bounds[:3] < 1e-4)  # converged (the third is the slowest: gap 0.18 to λ₄)
+    # power finds the dominant |λ|; here it is λ₁ = 2.48 (λ_min ≈ −0.57) and |λ₂|/|λ₁| = 0.73:
+    # a-priori error λ₁·0.73^200·tan²θ₀ ≈ 1e-27·tan²θ₀, so rounding only
+    result = cv.power_iteration(net["fun"], net["params"], key=key, num_iterations=100)
+    assert abs(float(result.eigenvalue) - lam[0]) <= 1e-9 * lam[0]
+    u = ravel_pytree(result.eigenvector)[0]
+    assert abs(float(jnp.linalg.norm(u)) - 1) < ROUND
+    # eigenvector error ~ (|λ₂|/|λ₁|)^n = 0.73^100 ≈ 2e-14 (× tan θ₀)
+    np.testing.assert_allclose(net["hessian"] @ np.asarray(u), lam[0] * np.asarray(u), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- trace
+def _rademacher_sd(h):
+    """Standard deviation of zᵀHz for Rademacher z: Var = 2 Σ_{i≠j} H_ij²."""
+    off = h - np.diag(np.diag(h))
+    return np.sqrt(2 * np.sum(off**2))
+
+
+@pytest.mark.parametrize("which", ["spd", "net"])
+def test_hutchinson_trace_z_test(which, spd, net, x64):
+    if which == "spd":
+        fun, params, h = spd["fun"], spd["x"], spd["a"]
+    else:
+        fun, params, h = net["fun"], net["params"], net["hessian"]
+    n = 400
+    est = cv.hutchinson_trace(fun, params, key=jax.random.key(13), num_samples=n)
+    exact_se = _rademacher_sd(h) / np.sqrt(n)
+    assert abs(float(est.mean) - np.trace(h)) <= Z * exact_se
+    # the reported standard error estimates exact_se: the sample s.d. of n draws has relative
+    # s.d. ≈ sqrt((κ − 1)/(4n)), κ the kurtosis of zᵀHz (estimated from the draws); 4σ of that
+    samples = np.asarray(est.samples)
+    kurtosis = np.mean((samples - samples.mean()) ** 4) / np.var(samples) ** 2
+    assert abs(float(est.stderr) / exact_se - 1) <= Z * np.sqrt((kurtosis - 1) / (4 * n))
+
+
+# ----------------------------------------------------------------------------- SLQ
+def test_lanczos_quadrature_exact_for_polynomials(spd, x64):
+    # Gauss quadrature with m nodes integrates polynomials of degree ≤ 2m − 1 exactly:
+    # Σ_j τ_j² θ_j^p = uᵀA^p u for the unit start vector u, p ≤ 2m − 1 = 39
+    m = M
+    z = np.where(np.random.default_rng(8).random(D) < 0.5, -1.0, 1.0)
+    u = z / np.sqrt(D)
+    values, weights, _ = (np.asarray(x) for x in cv.lanczos(spd["fun"], spd["x"], key=jax.random.key(0), num_iterations=m, start=jnp.asarray(z)).ritz())
+    scaled = spd["a"] / TOP[0]  # compare in units of λ₁ to keep powers O(1)
+    for p in range(2 * m):
+        exact = u @ np.linalg.matrix_power(scaled, p) @ u
+        assert abs(np.sum(weights * (values / TOP[0]) ** p) - exact) <= 1e-10 * max(1.0, abs(exact))
+
+
+def test_spectral_density_moments_and_log_determinant(spd, x64):
+    num_probes, steps = 200, M
+    key = jax.random.key(14)
+    density = cv.spectral_density(spd["fun"], spd["x"], key=key, num_probes=num_probes, num_steps=steps)
+    assert density.nodes.shape == (num_probes, steps) and density.dimension == D
+    np.testing.assert_allclose(np.asarray(density.weights).sum(1), 1.0, atol=1e-12)
+    lam = spd["lam"]
+    for p in (1, 2, 3):  # exact per probe (p ≤ 2m − 1), so only the probe noise remains
+        est = density.moment(p)
+        assert abs(float(est.mean) - np.mean(lam**p)) <= Z * float(est.stderr), p
+    # log det: log is not a polynomial, but with κ = 40 the Gauss-quadrature error after 20 steps
+    # is ~ ((√κ − 1)/(√κ + 1))^(2m) ≈ 3e-6 relative, far below the probe standard error (~1e-2 here)
+    logdet = cv.log_determinant(spd["fun"], spd["x"], key=key, num_probes=num_probes, num_steps=steps)
+    assert float(logdet.min_ritz_value) > 0
+    assert abs(float(logdet.mean) - np.sum(np.log(lam))) <= Z * float(logdet.stderr)
+    assert 0 < float(logdet.stderr) < 0.05 * abs(np.sum(np.log(lam)))
+    # the smoothed density integrates to 1 (Gaussians of width 0.2 on a grid of step 0.01 reaching
+    # 5 widths beyond the nodes: trapezoid error ≪ 1e-6)
+    grid = np.arange(-2.0, 23.0, 0.01)
+    assert abs(np.trapezoid(np.asarray(density.density(grid, 0.2)), grid) - 1) < 1e-6
+
+
+def test_slq_on_a_shifted_network(net, x64):
+    # H + c I with c = |λ_min| + 0.5 is positive definite (spectrum in [0.5, 3.5]), κ ≈ 7:
+    # the quadrature error of log after 20 steps ≈ ((√7 − 1)/(√7 + 1))^40 ≈ 1e-9, so only probe noise
+    c = abs(net["lam"][-1]) + 0.5
+    lam = net["lam"] + c
+    key = jax.random.key(15)
+    est = cv.log_determinant(net["shifted"](c), net["params"], key=key, num_probes=100, num_steps=M)
+    assert abs(float(est.mean) - np.sum(np.log(lam))) <= Z * float(est.stderr)
+    density = cv.spectral_density(net["shifted"](c), net["params"], key=key, num_probes=100, num_steps=M)
+    for p in (1, 2, 3):
+        moment = density.moment(p)
+        assert abs(float(moment.mean) - np.mean(lam**p)) <= Z * float(moment.stderr)
+    # c = 0: the network's own Hessian is indefinite (λ_min ≈ −0.57)
+    with pytest.raises(ValueError, match="not positive definite"):
+        cv.log_determinant(net["shifted"](0.0), net["params"], key=key, num_probes=100, num_steps=M)
+
+
+# ----------------------------------------------------------------------------- Hessian norm
+def test_hessian_norm_finite_difference_exact_on_a_quadratic(spd, x64):
+    key = jax.random.key(17)
+    n = 400
+    exact = cv.hessian_frobenius_norm(spd["fun"], spd["x"], key=key, num_samples=n)
+    # E‖Av‖² = ‖A‖_F², Var ‖Av‖² = 2‖A²‖_F² for v ~ N(0, I)
+    frob2 = np.sum(spd["a"] ** 2)
+    se = np.sqrt(2 * np.sum((spd["a"] @ spd["a"]) ** 2) / n)
+    assert abs(float(exact.squared_norm) - frob2) <= Z * se
+    assert abs(float(exact.norm) - np.sqrt(float(exact.squared_norm))) < 1e-12
+    # a quadratic's gradient is linear: both difference schemes are exact up to rounding,
+    # ~ eps·‖∇L‖/ε ≈ 1e-16·60/1e-3 ≈ 1e-11 relative per entry
+    for scheme in ("forward", "central"):
+        fd = cv.finite_difference_hessian_norm(spd["fun"], spd["x"], key=key, num_samples=n, epsilon=1e-3, scheme=scheme)
+        np.testing.assert_allclose(np.asarray(fd.samples), np.asarray(exact.samples), rtol=1e-8)
+
+
+def test_hessian_norm_finite_difference_order_on_a_network(net, x64):
+    key = jax.random.key(18)
+    n = 400
+    exact = cv.hessian_frobenius_norm(net["fun"], net["params"], key=key, num_samples=n)
+    frob2 = np.sum(net["hessian"] ** 2)
+    se = np.sqrt(2 * np.sum((net["hessian"] @ net["hessian"]) ** 2) / n)
+    assert abs(float(exact.squared_norm) - frob2) <= Z * se
+    # same probes: the finite-difference estimate differs from the exact one by its bias only,
+    # err(ε) = a ε^q + O(ε^(q+1)) with q = 1 (forward), 2 (central); halving ε divides it by 2^q.
+    # The next term changes the ratio by O(ε·‖∇³L‖/‖∇²L‖) ≲ 1e-2 at ε = 1e-3 (rounding ≈ 1e-13
+    # relative to an error ≥ 1e-7: negligible)
+    base = float(exact.squared_norm)
+    for scheme, order in (("forward", 1), ("central", 2)):
+        errs = [
+            float(cv.finite_difference_hessian_norm(net["fun"], net["params"], key=key, num_samples=n, epsilon=eps, scheme=scheme).squared_norm) - base
+            for eps in (2e-3, 1e-3)
+        ]
+        assert abs(errs[0] / errs[1] / 2**order - 1) < 0.05, (scheme, errs)
+        assert abs(errs[1]) < 1e-2 * base  # and the estimates agree: finite-difference ≈ exact norm
+
+
+# ----------------------------------------------------------------------------- line
+def test_loss_along_line_quadratic_closed_form(spd, x64):
+    rng = np.random.default_rng(9)
+    t1, t2 = rng.normal(size=D), rng.normal(size=D)
+    alphas = np.linspace(-1, 2, 13)
+    got = np.asarray(cv.loss_along_line(spd["fun"], jnp.asarray(t1), jnp.asarray(t2), alphas))
+    a, delta = spd["a"], t2 - t1
+    # L(θ₁ + αΔ) = L(θ₁) + α θ₁ᵀAΔ + ½ α² ΔᵀAΔ
+    exact = 0.5 * t1 @ a @ t1 + alphas * (t1 @ a @ delta) + 0.5 * alphas**2 * (delta @ a @ delta)
+    np.testing.assert_allclose(got, exact, rtol=ROUND, atol=ROUND * TOP[0])
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_raises_clear_errors(spd, x64):
+    fun, x, key = spd["fun"], spd["x"], jax.random.key(0)
+    with pytest.raises(ValueError, match="num_iterations"):
+        cv.top_eigenvalues(fun, x, key=key, num_iterations=0)
+    with pytest.raises(ValueError, match="k: must be at most"):
+        cv.top_eigenvalues(fun, x, key=key, k=D + 1)
+    with pytest.raises(ValueError, match="num_iterations: Lanczos needs"):
+        cv.top_eigenvalues(fun, x, key=key, k=3, num_iterations=2)
+    with pytest.raises(ValueError, match="method"):
+        cv.top_eigenvalues(fun, x, key=key, method="arnoldi")
+    with pytest.raises(ValueError, match="num_samples"):
+        cv.hutchinson_trace(fun, x, key=key, num_samples=1)
+    with pytest.raises(ValueError, match="key"):
+        cv.hutchinson_trace(fun, x, key=0)
+    with pytest.raises(ValueError, match="fun: must return a floating-point scalar"):
+        cv.hutchinson_trace(lambda p: p, x, key=key)
+    with pytest.raises(TypeError, match="fun"):
+        cv.hutchinson_trace("loss", x, key=key)
+    with pytest.raises(ValueError, match="params: parameters must be floating point"):
+        cv.power_iteration(lambda p: jnp.sum(p**2), jnp.arange(3), key=key)
+    with pytest.raises(ValueError, match="non-finite"):
+        cv.power_iteration(fun, x.at[0].set(jnp.nan), key=key)
+    with pytest.raises(ValueError, match="epsilon"):
+        cv.finite_difference_hessian_norm(fun, x, key=key, epsilon=0.0)
+    with pytest.raises(ValueError, match="scheme"):
+        cv.finite_difference_hessian_norm(fun, x, key=key, scheme="backward")
+    with pytest.raises(ValueError, match="tangent"):
+        cv.hvp(fun, x, jnp.ones(D + 1))
+    with pytest.raises(ValueError, match="params2"):
+        cv.loss_along_line(fun, x, jnp.ones(D + 1), [0.0, 1.0])
+    with pytest.raises(ValueError, match="alphas"):
+        cv.loss_along_line(fun, x, x, [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="alphas"):
+        cv.loss_along_line(fun, x, x, [0.0, np.inf])
+    with pytest.raises(ValueError, match="start"):
+        cv.lanczos(fun, x, key=key, start=jnp.zeros(D))
