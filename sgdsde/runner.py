@@ -6,6 +6,11 @@ step k the key fold_in(k_r, k). Every configuration of a grid sees the same keys
 split in chunks equals the unsplit run. Memory does not grow with ``num_steps``
 (except for observers that record every k steps, by request).
 
+Devices. ``run(..., devices=...)`` splits the grid (or the replicas of one configuration)
+over devices with ``jax.sharding`` (:mod:`sgdsde.sharding`); ``config_block`` fixes the
+width at which configurations are computed, which makes results bit-identical whatever
+the grid size and device count (docs/sweeps.md). Long grids: :mod:`sgdsde.sweep`.
+
 Clocks. The runner counts *steps of the run*: calls of the stepper's ``step`` (k). A
 stepper advances SGD time by ``Stepper.dt`` SGD steps per call, so
 
@@ -36,6 +41,7 @@ import numpy as np
 
 from . import _threefry
 from . import observers as obs_lib
+from . import sharding as sharding_lib
 from .hyper import Hyper
 from .problem import Problem
 from .steppers import Stepper, StepperState
@@ -216,6 +222,27 @@ def _initial_params(init_params, keys: jax.Array, problem: Problem):
     )
 
 
+def _check_run_arguments(stepper, problem, hyper, num_steps, replicas, observers, clock):
+    """Checks of :func:`run`'s arguments, in Python (also used by :mod:`sgdsde.sweep`).
+    Returns (hyper with max_batch_size set, num_steps, replicas, observer list, clock)."""
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: must be an sgdsde.Problem, got {type(problem).__name__}")
+    if not isinstance(stepper, Stepper):
+        raise ValueError(f"stepper: must be an sgdsde Stepper (e.g. sgdsde.sgd()), got {type(stepper).__name__}")
+    if not isinstance(hyper, Hyper):
+        raise ValueError(f"hyper: must be an sgdsde.Hyper, got {type(hyper).__name__}")
+    num_steps = _check_int(num_steps, "num_steps", 0)
+    replicas = _check_int(replicas, "replicas", 1)
+    # schedules are read at SGD steps up to ⌊(num_steps − ½)·dt⌋ by SDE steppers (dt ≠ 1)
+    hyper = hyper.validate(problem.num_examples, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
+    observers = list(observers) if observers is not None else [obs_lib.endpoint()]
+    names = [o.name for o in observers]
+    if "divergence" in names or len(set(names)) != len(names):
+        raise ValueError(f"observers: names must be unique and not 'divergence', got {names}")
+    clock = _check_clock(clock, float(stepper.dt))
+    return hyper, num_steps, replicas, observers, clock
+
+
 def run(
     key: jax.Array,
     stepper: Stepper,
@@ -229,6 +256,8 @@ def run(
     chunk_size: int | None = None,
     progress: bool = False,
     clock: str | None = None,
+    devices=None,
+    config_block: int | None = None,
 ) -> RunResult:
     """Run ``replicas`` independent copies of ``stepper`` for ``num_steps`` SGD steps,
     for every configuration of ``hyper`` (array fields form a grid), in one program.
@@ -244,39 +273,59 @@ def run(
     clock: the clock of the times in the result (module docstring, :class:`RunResult`):
       ``"steps"`` (SGD steps, k·dt), ``"sme"`` (t_sme = Σ η over the elapsed SGD
       steps) or ``"calls"`` (k). Default None: SGD steps (``"steps"``), whatever dt.
+    devices: where to run (:mod:`sgdsde.sharding`): None (default: JAX's default device),
+      ``"all"`` (every device, of every process under ``jax.distributed``), an int n (the
+      first n of ``jax.devices()``), a sequence of ``jax.Device`` or a
+      ``jax.sharding.Mesh``. A grid is split along its flattened configuration axis
+      (padded with copies of the last configuration when the device count does not
+      divide it; the copies are dropped), a single configuration along its replicas.
+      The random numbers do not depend on the devices: replica keys are fold_in(key, r)
+      for every configuration.
+    config_block: compute a grid this many configurations at a time (a ``lax.map`` over
+      blocks, each vmapped; the grid is padded to whole blocks per device). Default None:
+      the whole configuration axis (of each device) in one vmap, the fastest. XLA may
+      round a vmapped computation differently at different widths (its kernels and
+      threading depend on the shapes), so only with a fixed ``config_block`` are the
+      results bit-identical whatever the grid size, the device count or the chunking of a
+      sweep (:mod:`sgdsde.sweep`); without it they agree to float rounding.
     """
     # ---- validation, in Python, before anything compiles
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: must be an sgdsde.Problem, got {type(problem).__name__}")
-    if not isinstance(stepper, Stepper):
-        raise ValueError(f"stepper: must be an sgdsde Stepper (e.g. sgdsde.sgd()), got {type(stepper).__name__}")
-    if not isinstance(hyper, Hyper):
-        raise ValueError(f"hyper: must be an sgdsde.Hyper, got {type(hyper).__name__}")
-    num_steps = _check_int(num_steps, "num_steps", 0)
-    replicas = _check_int(replicas, "replicas", 1)
-    # schedules are read at SGD steps up to ⌊(num_steps − ½)·dt⌋ by SDE steppers (dt ≠ 1)
-    hyper = hyper.validate(problem.num_examples, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
-    observers = list(observers) if observers is not None else [obs_lib.endpoint()]
-    names = [o.name for o in observers]
-    if "divergence" in names or len(set(names)) != len(names):
-        raise ValueError(f"observers: names must be unique and not 'divergence', got {names}")
+    hyper, num_steps, replicas, observers, clock = _check_run_arguments(
+        stepper, problem, hyper, num_steps, replicas, observers, clock
+    )
     all_observers = tuple(observers) + (_DIVERGENCE,)
     if chunk_size is None:
         chunk_size = max(-(-num_steps // 20), 1) if progress else max(num_steps, 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
-    clock = _check_clock(clock, float(stepper.dt))
+
+    grid_shape = hyper.grid_shape
+    configs = int(np.prod(grid_shape)) if grid_shape else 1
+    if config_block is not None:
+        config_block = _check_int(config_block, "config_block", 1)
+    block = config_block if configs > 1 else None
+    layout = sharding_lib.plan(devices, configs, replicas, block or 1)
+    parts = layout.num_devices if layout is not None and layout.axis == "configs" else 1
+    blocking = (parts, block) if block is not None else None
 
     keys = replica_keys(key, replicas)
     params = _initial_params(init_params, keys, problem)
-    grid_shape = hyper.grid_shape
     flat_hyper = hyper.flatten_grid()
-    configs = int(np.prod(grid_shape)) if grid_shape else 1
     ctx_static = (num_steps, replicas)
 
     states = jax.vmap(lambda p: stepper.init(p, problem))(params)
-    states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (configs,) + x.shape), states)
+    if layout is None:
+        padded = -(-configs // block) * block if block is not None else configs
+        flat_hyper = sharding_lib.pad_configs(flat_hyper, configs, padded)
+        states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (padded,) + x.shape), states)
+        gather = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:configs], tree)
+    else:
+        states = layout.place_states(states)
+        flat_hyper = layout.place(layout.pad_configs(flat_hyper), layout.hyper_sharding)
+        keys = layout.place(keys, layout.key_sharding)
+        problem = layout.place(problem, layout.replicated)
+        gather = layout.gather
 
-    start, advance, finish = _compile(stepper, all_observers, ctx_static)
+    start, advance, finish = _compile(stepper, all_observers, ctx_static, blocking)
 
     observed = start(states, problem)
     done, began = 0, time.perf_counter()
@@ -294,10 +343,12 @@ def run(
                 file=sys.stderr,
                 flush=True,
             )
+    if layout is not None:
+        states, observed = layout.before_finish((states, observed))
     results = finish(states, observed, problem)
 
     unflat = lambda tree: jax.tree_util.tree_map(
-        lambda x: np.asarray(x).reshape(grid_shape + np.shape(x)[1:]), tree
+        lambda x: x.reshape(grid_shape + np.shape(x)[1:]), gather(tree)
     )
     observations = {o.name: unflat(r) for o, r in zip(all_observers, results)}
     div = observations.pop("divergence")
@@ -320,16 +371,16 @@ def run(
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
+def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple, blocking: tuple | None = None):
     """Jitted (start, advance, finish) for one stepper, observer set and run size; cached,
-    so repeated runs with the same stepper and observer objects reuse the compiled code."""
+    so repeated runs with the same stepper and observer objects reuse the compiled code.
+    blocking: None (the configuration axis vmapped at once) or (parts, width), see
+    :func:`_blocked`."""
 
-    @jax.jit
     def start(states, problem):
         ctx = obs_lib.RunContext(problem, *ctx_static)
         return tuple(jax.vmap(lambda s, o=o: o.init(s, ctx))(states) for o in all_observers)
 
-    @jax.jit
     def finish(states, observed, problem):
         ctx = obs_lib.RunContext(problem, *ctx_static)
         return tuple(
@@ -337,10 +388,35 @@ def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
             for o, ob in zip(all_observers, observed)
         )
 
-    return start, _make_advance(stepper, all_observers, ctx_static), finish
+    return (
+        jax.jit(_blocked(start, blocking, 1)),
+        _make_advance(stepper, all_observers, ctx_static, blocking),
+        jax.jit(_blocked(finish, blocking, 2)),
+    )
 
 
-def _make_advance(stepper: Stepper, all_observers, ctx_static):
+def _blocked(fn: Callable, blocking: tuple | None, num_batched: int) -> Callable:
+    """``fn(*batched, *shared)``, whose first ``num_batched`` arguments have a leading
+    configuration axis, evaluated ``width`` configurations at a time: the axis (length
+    parts·k·width) is split into ``parts`` (one per device along it, vmapped, so that each
+    device holds its own), each a ``lax.map`` over k blocks of ``width`` configurations.
+    Every block is the same computation at the same shapes, whatever k and parts, so XLA
+    rounds alike and results do not depend on the grid size or the device count."""
+    if blocking is None:
+        return fn
+    parts, width = blocking
+
+    def blocked(*args):
+        batched, shared = args[:num_batched], args[num_batched:]
+        split = lambda x: x.reshape((parts, -1, width) + x.shape[1:])
+        one_part = lambda *part: jax.lax.map(lambda block: fn(*block, *shared), part)
+        out = jax.vmap(one_part)(*jax.tree_util.tree_map(split, batched))
+        return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[3:]), out)
+
+    return blocked
+
+
+def _make_advance(stepper: Stepper, all_observers, ctx_static, blocking=None):
     replica_step = jax.vmap(stepper.step, in_axes=(0, 0, None, None))
 
     def advance(states, observed, flat_hyper, problem, keys, start, length):
@@ -361,22 +437,32 @@ def _make_advance(stepper: Stepper, all_observers, ctx_static):
         (states, observed), _ = jax.lax.scan(body, (states, observed), steps)
         return states, observed
 
-    return jax.jit(advance, static_argnums=(6,), donate_argnums=(0, 1))
+    def advance_blocks(states, observed, flat_hyper, problem, keys, start, length):
+        run_block = lambda s, o, h, p, k, t: advance(s, o, h, p, k, t, length)
+        return _blocked(run_block, blocking, 3)(states, observed, flat_hyper, problem, keys, start)
+
+    return jax.jit(advance_blocks, static_argnums=(6,), donate_argnums=(0, 1))
 
 
 def _divergence_message(result: RunResult) -> str:
-    diverged = np.asarray(result.diverged)
-    steps = np.asarray(result.divergence_step)
+    return _divergence_text(result.diverged, result.divergence_step, result.grid_shape, result.replicas)
+
+
+def _divergence_text(diverged, divergence_step, grid_shape: tuple, replicas: int) -> str:
+    """The text of a :class:`DivergenceWarning`: how many replicas diverged, and which
+    (replica@step) per configuration (``diverged``, ``divergence_step``: (*grid_shape, R))."""
+    diverged = np.asarray(diverged)
+    steps = np.asarray(divergence_step)
     total = diverged.size
     lines = [f"{int(diverged.sum())} of {total} replicas diverged (non-finite parameters); "
              "they are left out of every statistic."]
-    flat_d = diverged.reshape(-1, result.replicas)
-    flat_s = steps.reshape(-1, result.replicas)
-    grid_index = list(np.ndindex(*result.grid_shape)) if result.grid_shape else [()]
+    flat_d = diverged.reshape(-1, replicas)
+    flat_s = steps.reshape(-1, replicas)
+    grid_index = list(np.ndindex(*grid_shape)) if grid_shape else [()]
     for g, (d, s) in enumerate(zip(flat_d, flat_s)):
         if d.any():
             which = np.flatnonzero(d)
             shown = ", ".join(f"{r}@{s[r]}" for r in which[:8]) + (" …" if len(which) > 8 else "")
-            where = f"config {grid_index[g]}" if result.grid_shape else "run"
-            lines.append(f"  {where}: {len(which)}/{result.replicas} replicas (replica@step: {shown})")
+            where = f"config {grid_index[g]}" if grid_shape else "run"
+            lines.append(f"  {where}: {len(which)}/{replicas} replicas (replica@step: {shown})")
     return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""Resumable sweeps: chunked runs equal one run, an interrupted (killed) sweep resumes
+with nothing lost or redone, changed arguments are refused, files load back."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import sgdsde as sd
+from sgdsde import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The sweep of every test, built from the same text here and in the subprocess that is
+# killed (so the argument fingerprints must agree across processes). 4 × 3 = 12
+# configurations; η = 3 diverges (|1 − 3·λ| ≥ 2 for λ ∈ {1, 2, 3}: overflow within 60 steps).
+SETUP = """
+import jax, jax.numpy as jnp, numpy as np
+import sgdsde as sd
+problem = sd.problems.quadratic(np.diag([1.0, 2.0, 3.0]), np.eye(3), 24, key=jax.random.key(0))
+hyper = sd.Hyper.grid([0.05, 0.1, 0.2, 3.0], [4, 8, 24])
+observers = [sd.observers.endpoint(), sd.observers.moments(burn_in=10), sd.observers.loss_curve(20)]
+ARGS = (jax.random.key(1), sd.sgd("iid"), problem, hyper, jnp.ones(3), 60)
+KWARGS = dict(replicas=3, observers=observers, clock="sme", config_block=2)
+"""
+S = {}
+exec(SETUP, S)
+ARGS, KWARGS = S["ARGS"], S["KWARGS"]
+TOTAL = 12
+
+CHILD = SETUP + """
+import sys, time
+from sgdsde import sweep
+def slow(report):  # stop for good after the second chunk: the parent kills us meanwhile
+    if report.chunk == 2:
+        time.sleep(120)
+sweep.run_sweep(sys.argv[1], *ARGS, **KWARGS, configs_per_chunk=2, progress=slow)
+"""
+
+
+def _exact(a, b):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def _assert_equal_to_run(result, reference):
+    assert result.grid_shape == reference.grid_shape == (4, 3) and result.complete
+    for name in reference.observations:
+        _exact(result[name], reference[name])
+    _exact((result.diverged, result.divergence_step, result.divergence_time),
+           (reference.diverged, reference.divergence_step, reference.divergence_time))
+
+
+def _config_files(out_dir):
+    return sorted(os.listdir(os.path.join(out_dir, "configs")))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """One uninterrupted run over the whole grid, at the sweep's config_block."""
+    with pytest.warns(sd.DivergenceWarning):
+        return sd.run(*ARGS, **KWARGS)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, reference):
+    """A sweep in chunks of 4 configurations (3 chunks), keeping the final states."""
+    out_dir = str(tmp_path_factory.mktemp("sweep") / "grid")
+    advance = sd.runner._compile(ARGS[1], tuple(KWARGS["observers"]) + (sd.runner._DIVERGENCE,), (60, 3), (1, 2))[1]
+    compiled_before = advance._cache_size()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sweep.run_sweep(out_dir, *ARGS, **KWARGS, configs_per_chunk=4, keep_state=True)
+    return out_dir, result, advance._cache_size() - compiled_before, caught
+
+
+def test_sweep_equals_one_run_and_compiles_once(finished, reference, capsys):
+    out_dir, result, compiled, caught = finished
+    _assert_equal_to_run(result, reference)
+    _exact(result.state["params"], reference.state.params)
+    _exact(result.state["velocity"], reference.state.velocity)
+    assert compiled == 1  # one program for the 3 chunks (the last one padded to 4)
+    assert result.config_block == 2 and result.clock == "sme" and result.num_steps == 60
+    np.testing.assert_array_equal(result.hyper["learning_rate"], np.asarray(S["hyper"].learning_rate))
+    np.testing.assert_array_equal(result.hyper["batch_size"], np.asarray(S["hyper"].batch_size))
+    # one file per configuration, holding its own index and hyperparameters
+    names = _config_files(out_dir)
+    assert names == [f"config_{g:06d}.npz" for g in range(TOTAL)]
+    with np.load(os.path.join(out_dir, "configs", names[7]), allow_pickle=False) as data:
+        i, j = np.unravel_index(7, (4, 3))
+        assert int(data["config_index"]) == 7 and float(data["learning_rate"]) == [0.05, 0.1, 0.2, 3.0][i]
+        assert int(data["batch_size"]) == [4, 8, 24][j]
+    # divergence (the η = 3 row) is reported once, at the end, with grid indices
+    messages = [str(w.message) for w in caught if issubclass(w.category, sd.DivergenceWarning)]
+    assert len(messages) == 1 and "config (3, 0)" in messages[0] and "config (2," not in messages[0]
+    assert result.diverged[3].all() and not result.diverged[:3].any()
+    # load() from the files alone gives the same
+    again = sweep.load(out_dir)
+    _assert_equal_to_run(again, reference)
+
+
+def test_killed_sweep_resumes_without_losing_or_redoing_work(tmp_path, reference):
+    out_dir = str(tmp_path / "grid")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    log = tmp_path / "child.log"
+    with open(log, "w") as output:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, out_dir], cwd=ROOT, env=env, stdout=output,
+                                 stderr=subprocess.STDOUT)
+    configs = os.path.join(out_dir, "configs")
+    deadline = time.time() + 300
+    try:
+        while not (os.path.isdir(configs) and len(os.listdir(configs)) >= 4):
+            assert child.poll() is None, log.read_text()
+            assert time.time() < deadline, "the sweep subprocess wrote nothing"
+            time.sleep(0.05)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    before = {n: os.stat(os.path.join(configs, n)) for n in _config_files(out_dir)}
+    assert len(before) == 4  # two chunks of two configurations
+    # a temporary file as a process killed while writing leaves it
+    stale = os.path.join(configs, ".config_000009.npz.999.tmp")
+    with open(stale, "wb") as file:
+        file.write(b"half a file")
+
+    reports = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sd.DivergenceWarning)
+        result = sweep.run_sweep(out_dir, *ARGS, **KWARGS, configs_per_chunk=4, progress=reports.append)
+    _assert_equal_to_run(result, reference)
+    # nothing redone: the earlier files are untouched, and only the 8 others were run
+    for name, stat in before.items():
+        now = os.stat(os.path.join(configs, name))
+        assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    assert [(r.done, r.resumed, r.chunk, r.chunks) for r in reports] == [(8, 4, 1, 2), (12, 4, 2, 2)]
+    # nothing lost or duplicated: one file per configuration, no temporary left
+    assert _config_files(out_dir) == [f"config_{g:06d}.npz" for g in range(TOTAL)]
+    assert not os.path.exists(stale)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(num_steps=61), r"run \(num_steps 60 → 61\)"),
+        (dict(key=jax.random.key(2)), "key"),
+        (dict(hyper=sd.Hyper.grid([0.05, 0.1, 0.2, 2.0], [4, 8, 24])), "grid"),
+        (dict(replicas=4), r"replicas 3 → 4"),
+        (dict(config_block=3), r"config_block 2 → 3"),
+        (dict(problem=sd.problems.quadratic(np.diag([1.0, 2.0, 3.0]), np.eye(3), 24, key=jax.random.key(5))),
+         "problem_data"),
+        (dict(observers=[sd.observers.endpoint()]), "observers differ.*allow_code_changes"),
+        (dict(stepper=sd.sgd("subset")), "stepper"),
+    ],
+)
+def test_changed_sweep_is_refused(finished, change, message, monkeypatch):
+    out_dir = finished[0]
+    monkeypatch.setattr(sd.runner, "run", lambda *a, **k: pytest.fail("ran"))
+    key, stepper, problem, hyper, init, steps = ARGS
+    args = dict(key=key, stepper=stepper, problem=problem, hyper=hyper, init_params=init, num_steps=steps)
+    kwargs = dict(KWARGS, keep_state=True)
+    for name in ("replicas", "config_block", "observers"):
+        if name in change:
+            kwargs[name] = change.pop(name)
+    args.update(change)
+    with pytest.raises(ValueError, match=f"different arguments: .*{message}"):
+        sweep.run_sweep(out_dir, **args, **kwargs)
+
+
+def test_allow_code_changes_and_finished_sweep(finished, reference, monkeypatch, capsys):
+    out_dir = finished[0]
+    monkeypatch.setattr(sd.runner, "run", lambda *a, **k: pytest.fail("ran"))
+    kwargs = dict(KWARGS, keep_state=True, observers=[sd.observers.endpoint()])
+    with pytest.warns(sweep.SweepWarning, match="observers changed"), pytest.warns(sd.DivergenceWarning):
+        result = sweep.run_sweep(out_dir, *ARGS, **kwargs, allow_code_changes=True)
+    _assert_equal_to_run(result, reference)  # nothing to run: loaded as they were
+    assert "all 12 configurations were finished earlier" in capsys.readouterr().err
+
+
+def test_load_incomplete(finished, reference, tmp_path):
+    out_dir = str(tmp_path / "copy")
+    shutil.copytree(finished[0], out_dir)
+    os.remove(os.path.join(out_dir, "configs", "config_000005.npz"))
+    with pytest.raises(ValueError, match="1 of 12 configurations .* not finished"):
+        sweep.load(out_dir)
+    partial = sweep.load(out_dir, allow_incomplete=True)
+    missing = np.unravel_index(5, (4, 3))
+    assert not partial.complete and not partial.completed[missing] and partial.completed.sum() == 11
+    assert np.isnan(partial["endpoint"][missing]).all() and (partial.divergence_step[missing] == -1).all()
+    assert not partial.diverged[missing].any()
+    keep = partial.completed
+    _exact(partial["endpoint"][keep], reference["endpoint"][keep])
+    _exact(partial["moments"]["cov"][keep], reference["moments"]["cov"][keep])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(configs_per_chunk=0), "configs_per_chunk"),
+        (dict(config_block=-1), "config_block"),
+        (dict(progress="yes"), "progress"),
+        (dict(keep_state=1), "keep_state"),
+        (dict(replicas=0), "replicas"),
+        (dict(hyper=sd.Hyper(np.array([0.1, -0.1]), 4)), "learning_rate"),
+        (dict(devices=0), "devices"),
+    ],
+)
+def test_bad_input_raises_before_running_or_writing(tmp_path, kwargs, message, monkeypatch):
+    monkeypatch.setattr(sd.runner, "run", lambda *a, **k: pytest.fail("ran"))
+    out_dir = tmp_path / "grid"
+    key, stepper, problem, hyper, init, steps = ARGS
+    args = dict(key=key, stepper=stepper, problem=problem, hyper=kwargs.pop("hyper", hyper), init_params=init,
+                num_steps=steps)
+    with pytest.raises(ValueError, match=message):
+        sweep.run_sweep(out_dir, **args, **dict(KWARGS, **kwargs))
+    assert not out_dir.exists()
+
+
+def test_bad_folders(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="out_dir: .* not a folder"):
+        sweep.run_sweep(a_file, *ARGS, **KWARGS)
+    with pytest.raises(ValueError, match="manifest.json is missing"):
+        sweep.load(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config_000000.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a sweep folder"):
+        sweep.run_sweep(tmp_path, *ARGS, **KWARGS)
+    with pytest.raises(ValueError, match="out_dir: must be a path"):
+        sweep.load(3)
+
+
+def test_fingerprints_see_closures_and_are_stable():
+    """Functions are fingerprinted by code and captured values (an optax schedule's
+    numbers, a closure's array), the same for equal functions built twice."""
+    import optax
+
+    digest = sweep._digest
+    assert digest(optax.linear_schedule(0.2, 0.05, 20)) == digest(optax.linear_schedule(0.2, 0.05, 20))
+    assert digest(optax.linear_schedule(0.2, 0.05, 20)) != digest(optax.linear_schedule(0.2, 0.06, 20))
+    scaled = lambda c: (lambda x: c * x)
+    assert digest(scaled(np.ones(3))) == digest(scaled(np.ones(3))) != digest(scaled(np.full(3, 2.0)))
+    assert digest(lambda x: x + 1) != digest(lambda x: x + 2)
+    assert digest({"a", "b", "c"}) == digest({"c", "b", "a"})
+    assert digest(sd.observers.moments(burn_in=10)) != digest(sd.observers.moments(burn_in=11))
