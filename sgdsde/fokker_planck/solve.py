@@ -1,0 +1,363 @@
+"""Time stepping, the stationary state and the spectral gap of a generator.
+
+Clock: times are on the generator's clock (``gen.clock``: SGD steps for
+``fp.generator(..., clock="steps")``, SME time for ``clock="sme"``).
+
+Schemes for dm/dt = G m (m: mass per cell):
+
+- ``"backward_euler"``: (I − Δt G) m' = m. First order, L-stable; (I − Δt G)⁻¹ is a
+  non-negative matrix (G is a Markov generator), so masses stay ≥ 0 for any Δt.
+- ``"tr_bdf2"`` (default): trapezoidal stage to t + γΔt, γ = 2 − √2, then BDF2,
+  both with the matrix (I + cΔt K), c = γ/2 = 1 − 1/√2:
+      (I − cΔt G) m_γ = (I + cΔt G) m      (computed as m_γ = 2(I − cΔt G)⁻¹m − m),
+      (I − cΔt G) m'  = (m_γ − (1 − γ)² m) / (γ(2 − γ)).
+  Second order, L-stable. Positivity is guaranteed only for cΔt·max exit rate ≤ 1
+  (the explicit half of the trapezoid); beyond it small negative undershoots of
+  rough data are possible and decay (L-stability). Use backward Euler when strict
+  positivity matters more than accuracy.
+
+Both conserve mass exactly (zero column sums; GMRES corrections have zero mass).
+Linear solvers: :mod:`sgdsde.fokker_planck.linalg`.
+
+Stationary state: 1-D with zero-flux boundaries is a birth–death chain, always in
+detailed balance: m_{i+1}/m_i = k⁺_i/k⁻_i, summed in log space (exact to rounding).
+Otherwise G m = 0, Σ m = 1 is solved as m = u + δ, u uniform, K δ = G u among zero-mass
+vectors, by preconditioned GMRES to a relative residual ``tol`` (plus refinement).
+
+Spectral gap λ₁ = the smallest non-zero −Re λ(G) (relaxation time 1/λ₁, on the
+generator's clock): shift-invert Arnoldi on K⁻¹ restricted to zero-mass vectors (where
+K = −G is invertible), whose largest eigenvalues 1/λ_k converge first; the small
+Hessenberg eigenproblem is solved on the host (NumPy). For gradient drift with constant
+diagonal noise, G is similar to a symmetric matrix (conjugation by the Boltzmann
+weights), so its spectrum is real and Arnoldi behaves like Lanczos.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._precision import float64_entry, is_traced, to_host
+from .linalg import detailed_balance_1d, has_exact_1d_equilibrium, implicit_solve, mean_zero_solve
+from .operator import Generator
+
+__all__ = [
+    "Solution",
+    "evolve",
+    "stationary",
+    "spectral_gap",
+    "CoarseGridWarning",
+    "ConvergenceWarning",
+    "PECLET_LIMIT",
+]
+
+METHODS = ("backward_euler", "tr_bdf2")
+PECLET_LIMIT = 2.0  # cell Péclet number above which the scheme is upwind-like (first order)
+_RELEVANT_MASS = 1e-3  # cells holding ≥ this fraction of the largest cell mass count
+_GAMMA = 2.0 - math.sqrt(2.0)
+
+
+class CoarseGridWarning(UserWarning):
+    """The grid is too coarse where the probability mass lives (large cell Péclet number)."""
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative linear solve stopped above its tolerance."""
+
+
+class Solution(NamedTuple):
+    """``times`` (float64 NumPy, on the generator's clock) and ``mass`` (num_times, *shape),
+    the mass per cell at each saved time (t = 0 and t_final included): float64 NumPy, or
+    a JAX array when computed inside a user's trace."""
+
+    times: np.ndarray
+    mass: Array
+
+
+# ---------------------------------------------------------------------- validation
+def _check_generator(gen) -> Generator:
+    if not isinstance(gen, Generator):
+        raise ValueError(
+            f"gen: must be a fokker_planck.Generator (fp.generator, fp.langevin_generator, "
+            f"fp.momentum_generator), got {type(gen).__name__}"
+        )
+    return gen
+
+
+def _check_mass(gen: Generator, mass, name: str = "mass0"):
+    shape = gen.grid.shape
+    if np.shape(mass) != shape:
+        raise ValueError(f"{name}: must have the grid's shape {shape}, got {np.shape(mass)}")
+    if is_traced(mass):
+        return jnp.asarray(mass)
+    arr = np.asarray(mass, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains non-finite values")
+    if arr.min() < 0:
+        raise ValueError(f"{name}: masses must be ≥ 0, got minimum {arr.min():.3g}")
+    if abs(arr.sum() - 1.0) > 1e-6:
+        raise ValueError(
+            f"{name}: must be a probability mass per cell summing to 1, sums to {arr.sum():.9g} "
+            "(build it with fp.gaussian, fp.point_mass or fp.from_density)"
+        )
+    return jnp.asarray(arr)
+
+
+def _positive_number(value, name: str) -> float:
+    try:
+        out = float(value)
+    except Exception as err:
+        raise ValueError(f"{name}: must be a concrete number, got {value!r}") from err
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+    return out
+
+
+def peclet_numbers(gen: Generator) -> tuple:
+    """Cell Péclet number |Δψ| = |log(k⁺/k⁻)| per face and axis (NaN where the face does
+    not exist or the axis has no diffusion)."""
+    out = []
+    for a, (f, b) in enumerate(zip(gen.forward, gen.backward)):
+        face = (f > 0) | (b > 0)
+        if gen.advective[a]:
+            face = jnp.zeros_like(face)
+        tiny = jnp.finfo(f.dtype).tiny  # an underflowed rate counts as Péclet ≈ 700
+        ratio = jnp.log(jnp.maximum(f, tiny)) - jnp.log(jnp.maximum(b, tiny))
+        out.append(jnp.where(face, jnp.abs(ratio), jnp.nan))
+    return tuple(out)
+
+
+def _warn_peclet(gen: Generator, mass) -> None:
+    """Warn when the cell Péclet number exceeds PECLET_LIMIT where the mass lives."""
+    if is_traced(gen, mass):
+        return
+    m = np.asarray(mass)
+    relevant = m >= _RELEVANT_MASS * m.max()
+    worst = 0.0
+    for a, pe in enumerate(peclet_numbers(gen)):
+        pe = np.asarray(pe)
+        near = relevant | np.roll(relevant, -1, axis=a)
+        values = pe[near & np.isfinite(pe)]
+        if values.size:
+            worst = max(worst, float(values.max()))
+    if worst > PECLET_LIMIT:
+        warnings.warn(
+            f"cell Péclet number {worst:.3g} > {PECLET_LIMIT:g} where the probability mass lives: the drift "
+            f"changes the density by a factor e^{worst:.3g} across one cell, so the grid cannot resolve it and "
+            "the result is meaningless (upwind-like, first-order accurate). Refine the grid.",
+            CoarseGridWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_residual(residual, tol: float, what: str) -> None:
+    if is_traced(residual):
+        return
+    value = float(np.max(np.asarray(residual)))
+    if not math.isfinite(value):
+        raise FloatingPointError(f"{what}: the linear solver produced non-finite values")
+    if value > tol:
+        warnings.warn(
+            f"{what}: GMRES stopped at relative residual {value:.3g} > {tol:.3g}", ConvergenceWarning, stacklevel=3
+        )
+
+
+# ------------------------------------------------------------------------- stepping
+def _step(gen: Generator, mass, dt, method: str, tol: float):
+    if method == "backward_euler":
+        return implicit_solve(gen, dt, mass, mass, tol=tol)
+    c = (1.0 - 1.0 / math.sqrt(2.0)) * dt  # γΔt/2 = (1 − γ)Δt/(2 − γ)
+    # trapezoid: (I + cK)⁻¹(I − cK) m = 2 (I + cK)⁻¹ m − m, which avoids the large
+    # intermediate m + cG m (its rounding would leak ~ε·cΔt·rate of mass per step)
+    half, res1 = implicit_solve(gen, c, mass, mass, tol=tol)
+    stage = 2.0 * half - mass
+    # (m_γ − (1 − γ)² m)/(γ(2 − γ)) written as m_γ + b (m_γ − m): no mass bias from rounding
+    b = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
+    out, res2 = implicit_solve(gen, c, stage + b * (stage - mass), stage, tol=tol)
+    return out, jnp.maximum(res1, res2)
+
+
+@partial(jax.jit, static_argnames=("steps_per_save", "num_saves", "remainder", "method", "tol"))
+def _evolve(gen, mass0, dt, *, steps_per_save: int, num_saves: int, remainder: int, method: str, tol: float):
+    def advance(carry, num_steps):
+        def body(_, c):
+            m, worst = c
+            m, res = _step(gen, m, dt, method, tol)
+            return m, jnp.maximum(worst, res)
+
+        return jax.lax.fori_loop(0, num_steps, body, carry)
+
+    def segment(carry, _):
+        carry = advance(carry, steps_per_save)
+        return carry, carry[0]
+
+    carry = (mass0, jnp.zeros((), mass0.dtype))
+    carry, saved = jax.lax.scan(segment, carry, None, length=num_saves)
+    if remainder:
+        carry = advance(carry, remainder)
+        saved = jnp.concatenate([saved, carry[0][None]], axis=0)
+    return jnp.concatenate([mass0[None], saved], axis=0), carry[1]
+
+
+@float64_entry
+def evolve(
+    gen: Generator,
+    mass0: Float[Array, "*shape"],
+    t_final: float,
+    *,
+    dt: float,
+    method: str = "tr_bdf2",
+    save_every: int | None = None,
+    tol: float = 1e-11,
+) -> Solution:
+    """Evolve the mass per cell from ``mass0`` to ``t_final`` (generator's clock).
+
+    dt: the time step (rounded down so that a whole number of steps hits t_final).
+    method: ``"tr_bdf2"`` (second order, L-stable; default) or ``"backward_euler"``
+      (first order, positive for any dt); see the module docstring.
+    save_every: save every this many steps (an int; default: only t = 0 and t_final).
+    tol: GMRES relative residual per implicit solve (2-D/3-D; 1-D solves are direct).
+    Returns :class:`Solution` (times, mass). Jit-compiled per (grid, step counts); the
+    result is differentiable with respect to the generator's parameters (``jax.grad``
+    through ``fp.generator`` with respect to η, S, σ² works).
+    """
+    gen = _check_generator(gen)
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    mass0 = _check_mass(gen, mass0)
+    t_final = float(t_final)
+    if not math.isfinite(t_final) or t_final < 0:
+        raise ValueError(f"t_final: must be a finite time ≥ 0, got {t_final!r}")
+    dt = _positive_number(dt, "dt")
+    num_steps = max(1, math.ceil(t_final / dt - 1e-9)) if t_final > 0 else 0
+    if save_every is None:
+        steps_per_save = max(num_steps, 1)
+    elif isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1:
+        raise ValueError(f"save_every: must be a positive integer number of steps, got {save_every!r}")
+    else:
+        steps_per_save = int(save_every)
+    num_saves, remainder = divmod(num_steps, steps_per_save)
+    step = t_final / num_steps if num_steps else 0.0
+    _warn_peclet(gen, mass0)
+    mass, worst = _evolve(
+        gen.structural(), mass0.astype(gen.dtype), jnp.asarray(step, gen.dtype),
+        steps_per_save=steps_per_save, num_saves=num_saves, remainder=remainder, method=method, tol=tol,
+    )
+    times = np.concatenate([np.arange(num_saves + 1) * steps_per_save * step, [t_final] if remainder else []])
+    if num_steps == 0:
+        mass, times = mass[:1], np.zeros(1)
+    _warn_residual(worst, 1e3 * tol, "evolve")
+    if not is_traced(mass) and not np.all(np.isfinite(np.asarray(mass[-1]))):
+        raise FloatingPointError("evolve: non-finite masses (check the generator's rates)")
+    return Solution(times, to_host(mass))
+
+
+# ----------------------------------------------------------------------- stationary
+_PASS_TOL = 1e-8  # relative reduction asked of each refinement pass
+_MAX_PASSES = 6
+
+
+@partial(jax.jit, static_argnames=("tol",))
+def _stationary_krylov(gen: Generator, *, tol: float):
+    """m = u + Σ δ_k from the uniform u: passes K δ = G m among zero-mass vectors, each
+    reducing the residual by ≈ 1e-8 (iterative refinement: a pass's rounding floor is
+    relative to its own, shrinking right-hand side), until ‖G m‖ ≤ tol·‖G u‖.
+    Returns m and ‖G m‖/‖G u‖."""
+    m0 = jnp.full(gen.grid.shape, 1.0 / gen.grid.size, gen.dtype)
+    r0 = jnp.linalg.norm(gen.apply(m0))
+    target = tol * r0
+
+    def cond(state):
+        k, _, res = state
+        return (k < _MAX_PASSES) & (res > target)
+
+    def body(state):
+        k, m, _ = state
+        delta, _ = mean_zero_solve(gen, gen.apply(m), tol=_PASS_TOL, atol=target)
+        m = m + delta
+        return k + 1, m, jnp.linalg.norm(gen.apply(m))
+
+    _, m, res = jax.lax.while_loop(cond, body, (0, m0, r0))
+    return m, res / jnp.where(r0 > 0, r0, 1.0)
+
+
+@float64_entry
+def stationary(gen: Generator, *, tol: float = 1e-14) -> Float[Array, "*shape"]:
+    """The stationary mass per cell: G m = 0, Σ m = 1.
+
+    1-D with zero-flux boundaries: exact detailed balance (log-space products). Otherwise
+    preconditioned GMRES among zero-mass corrections of the uniform state u, in
+    refinement passes until ‖G m‖ ≤ tol·‖G u‖; masses below rounding that come out
+    negative are set to 0 (then renormalised). Warns when the cell Péclet number is too
+    large where the mass lives, or the solve did not converge. Differentiable.
+    """
+    gen = _check_generator(gen)
+    if has_exact_1d_equilibrium(gen):
+        mass = detailed_balance_1d(gen)
+    else:
+        mass, residual = _stationary_krylov(gen.structural(), tol=tol)
+        _warn_residual(residual, max(10 * tol, 1e-10), "stationary")
+        mass = jnp.maximum(mass, 0.0)
+        mass = mass / jnp.sum(mass)
+    if not is_traced(mass) and not np.all(np.isfinite(np.asarray(mass))):
+        raise FloatingPointError("stationary: non-finite masses (check the generator's rates)")
+    _warn_peclet(gen, mass)
+    return to_host(mass)
+
+
+# --------------------------------------------------------------------- spectral gap
+@partial(jax.jit, static_argnames=("tol",))
+def _inverse_apply(gen: Generator, pi, v, *, tol: float):
+    """K⁻¹ v among zero-mass vectors, projected along the stationary π (x − π Σx)."""
+    x, residual = mean_zero_solve(gen, v - pi * jnp.sum(v), tol=tol)
+    return x - pi * jnp.sum(x), residual
+
+
+def spectral_gap(gen: Generator, *, num_vectors: int = 30, tol: float = 1e-12, seed: int = 0) -> float:
+    """The slowest relaxation rate λ₁ > 0 of the generator (on its clock; relaxation time
+    1/λ₁): the smallest −Re λ over the non-zero eigenvalues of G.
+
+    Shift-invert Arnoldi with ``num_vectors`` steps on K⁻¹ among zero-mass vectors (each
+    step one preconditioned solve; see the module docstring). Deterministic start vector
+    (``seed``). Not differentiable (the eigenproblem is solved with NumPy).
+    """
+    gen = _check_generator(gen)
+    if isinstance(num_vectors, bool) or not isinstance(num_vectors, int) or num_vectors < 2:
+        raise ValueError(f"num_vectors: must be an integer ≥ 2, got {num_vectors!r}")
+    with jax.enable_x64(True):
+        shape = gen.grid.shape
+        k = min(num_vectors, gen.grid.size - 1)
+        pi = jnp.asarray(stationary(gen))
+        rng = np.random.default_rng(seed)
+        v = rng.standard_normal(gen.grid.size)
+        v -= v.mean()
+        basis = [v / np.linalg.norm(v)]
+        hess = np.zeros((k + 1, k))
+        worst = 0.0
+        for j in range(k):
+            w, res = _inverse_apply(gen.structural(), pi, jnp.asarray(basis[j].reshape(shape)), tol=tol)
+            worst = max(worst, float(res))
+            w = np.asarray(w, dtype=np.float64).ravel()
+            for _ in range(2):  # Gram–Schmidt twice
+                for i, q in enumerate(basis):
+                    c = q @ w
+                    hess[i, j] += c
+                    w = w - c * q
+            norm = np.linalg.norm(w)
+            hess[j + 1, j] = norm
+            if norm < 1e-14 * np.abs(hess[: j + 2, j]).max():  # invariant subspace found
+                k = j + 1
+                break
+            basis.append(w / norm)
+        _warn_residual(worst, max(1e3 * tol, 1e-9), "spectral_gap")
+        mu = np.linalg.eigvals(hess[:k, :k])
+        mu = mu[np.abs(mu) > 0]
+        rates = 1.0 / mu
+        return float(np.min(rates.real))
