@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "write_json", "save_figure"]
+__all__ = ["to_jsonable", "write_json", "save_figure", "save_experiment"]
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,0 +1,305 @@
+#!/usr/bin/env python
+"""Benchmark: a 400-configuration (η, S) sweep of a Flax MLP as ONE ``sgdsde.run``
+program against 400 sequential runs of a standard Flax + optax training loop (issue 6).
+
+Setup (the grid of ``examples/batch_size_learning_rate.py``): MLP 64-32-10 (ReLU) on
+the built-in 8×8 digits (N = 1258 training examples), S ∈ {16, 32, …, 320} ×
+η ∈ {0.01, …, 0.20}, T SGD steps per configuration, iid minibatches (with replacement),
+float32, no weight decay, one replica per configuration.
+
+- ``sgdsde.run``: ``sd.run(key, sd.sgd("iid"), problem, sd.Hyper.grid(η, S),
+  problem.info["init_params"], T)``: all configurations in one compiled program
+  (``lax.scan`` over steps, ``vmap`` over the grid; the batch size is traced and masked
+  at S_max = 320, so every configuration pays for 320 examples a step).
+- ``Flax + optax loop``: what a user writes per configuration: ``optax.inject_hyperparams
+  (optax.sgd)`` (η lives in the optimiser state, so one compiled step serves every η),
+  a ``jax.jit``-ed ``train_step(params, opt_state, replica_key, k)`` that draws the S
+  indices (``jax.random.randint`` with key fold_in(replica key, k)), takes the gradient
+  of the batch-mean cross-entropy of ``model.apply`` and applies the optax update; a
+  Python ``for`` loop over the T steps; the 400 configurations one after another. The
+  batch size is static (one compile per distinct S: 20, timed apart as compile).
+  Same model, data, initial parameters (sgdsde's fold_in(replica key, 0xFFFFFFFF)) and
+  step keys as sgdsde, so both compute the same trajectories: the script checks the
+  final parameters of a few configurations (float32 rounding: the sums differ in order).
+
+- ``hand-written vmapped optax``: the same optax step written by hand for one program
+  (masked at S_max like sgdsde, ``lax.scan`` + ``vmap`` over the grid, jitted): it
+  separates what the one-program approach gains from what sgdsde adds or costs.
+
+The sequential loop's cost does not depend on η, only on S: by default all 400 runs are
+timed; with ``--etas k`` (default with --quick: 2) only k learning rates × all batch sizes
+are, and the time of the full grid is extrapolated (× number of learning rates / k) —
+said in the output. Compile time is
+measured through ``jax.monitoring`` (benchmarks/_common.py) and reported apart.
+
+Usage:
+    python benchmarks/sweep.py [--steps T] [--etas k] [--repeats n] [--quick] [--no-docs]
+
+--quick (5 × 5 grid, 50 steps) checks that everything works; it writes
+benchmarks/results/sweep_quick.json and leaves docs/benchmarks.md alone. A full run writes
+benchmarks/results/sweep.json and the ``sweep`` block of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import _common as C  # noqa: E402
+import sgdsde as sd  # noqa: E402
+import sgdsde.nn as snn  # noqa: E402
+from sgdsde.nn import data  # noqa: E402
+
+NAME = "sweep"
+DOC = C.ROOT / "docs" / "benchmarks.md"
+HIDDEN = (64, 32)
+INIT_TAG = 0xFFFFFFFF  # sgdsde.runner's fold_in tag for per-replica initial parameters
+
+
+def grid_values(grid_size: int):
+    steps = np.unique(np.round(np.linspace(1, 20, grid_size)).astype(int))
+    return 0.01 * steps, 16 * steps
+
+
+def make_optax_step(model, x, y, batch_size: int):
+    """The standard jitted train step (static batch size; η in the optimiser state)."""
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    n = x.shape[0]
+
+    @jax.jit
+    def train_step(params, opt_state, replica_key, k):
+        idx = jax.random.randint(jax.random.fold_in(replica_key, k), (batch_size,), 0, n)
+
+        def loss_fn(p):
+            logits = model.apply(p, x[idx])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+
+        grads = jax.grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return tx, train_step
+
+
+def make_vmapped_optax(model, x, y, max_batch_size: int, num_steps: int):
+    """The hand-vmapped anchor: the same optax step, masked at S_max (weights 1/S on the
+    first S of S_max iid indices, as sgdsde draws them), ``lax.scan`` over steps and
+    ``vmap`` over the flattened grid, jitted: what a JAX user writes for a one-program
+    sweep without sgdsde."""
+    n = x.shape[0]
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+
+    def one(params, learning_rate, batch_size, replica_key):
+        opt_state = tx.init(params)
+        opt_state.hyperparams["learning_rate"] = learning_rate
+
+        def body(carry, k):
+            params, opt_state = carry
+            idx = jax.random.randint(jax.random.fold_in(replica_key, k), (max_batch_size,), 0, n)
+            w = (jnp.arange(max_batch_size) < batch_size) / batch_size.astype(jnp.float32)
+
+            def loss_fn(p):
+                logits = model.apply(p, x[idx])
+                return jnp.sum(w * optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]))
+
+            updates, opt_state = tx.update(jax.grad(loss_fn)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(body, (params, opt_state), jnp.arange(num_steps))[0][0]
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+
+
+def optax_run(tx, train_step, init_params, replica_key, learning_rate: float, num_steps: int):
+    """One configuration: the Python loop over steps."""
+    params = init_params
+    opt_state = tx.init(params)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    for k in range(num_steps):
+        params, opt_state = train_step(params, opt_state, replica_key, k)
+    return params
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=None, help="SGD steps per configuration (default 200; 50 with --quick)")
+    p.add_argument("--grid-size", type=int, default=None, help="n × n grid (default 20; 5 with --quick)")
+    p.add_argument("--etas", type=int, default=None, help="time only this many learning rates (× all S) of the sequential loop and "
+                   "extrapolate (default: all of them; 2 with --quick)")
+    p.add_argument("--repeats", type=int, default=2, help="timed repeats of the sgdsde.run program (after one compiling call)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-docs", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    a = parse_args(argv)
+    steps = a.steps or (50 if a.quick else 200)
+    grid_size = a.grid_size or (5 if a.quick else 20)
+    began, machine = C.begin()
+    key = jax.random.key(a.seed)
+    splits = data.load("builtin", key=jax.random.fold_in(key, 0))
+    problem = snn.classification_problem(snn.MLP(splits.train.num_classes, hidden=HIDDEN), splits.train)
+    model = problem.info["model"]
+    etas, sizes = grid_values(grid_size)
+    hyper = sd.Hyper.grid(etas, sizes)
+    configs = len(etas) * len(sizes)
+    run_key = jax.random.fold_in(key, 1)
+    stepper = sd.sgd("iid")
+    init = problem.info["init_params"]
+    C.log(f"{configs} configurations × {steps} steps; MLP{HIDDEN} ({problem.info['num_parameters']} parameters), N = {problem.num_examples}")
+
+    replica_key = jax.random.fold_in(run_key, 0)  # replica 0 = sgdsde's replica key
+    init_params = init(jax.random.fold_in(replica_key, INIT_TAG))
+    x, y = jnp.asarray(splits.train.x), jnp.asarray(splits.train.y)
+
+    # ---- one program: sgdsde.run, and the same by hand (vmapped optax), interleaved
+    flat = hyper.flatten_grid()
+    vmapped = make_vmapped_optax(model, x, y, int(sizes.max()), steps)
+    timings = C.time_interleaved({
+        "sgdsde": lambda: sd.run(run_key, stepper, problem, hyper, init, steps).state.params,
+        "vmapped": lambda: vmapped(init_params, flat.learning_rate, flat.batch_size, replica_key),
+    }, warmup=1, repeats=a.repeats)
+    timing, hand = timings["sgdsde"], timings["vmapped"]
+    sg_params = timing.result
+    hand_diff = max(float(np.max(np.abs(np.asarray(u).reshape(np.shape(v)) - v))) for u, v in
+                    zip(jax.tree_util.tree_leaves(hand.result), jax.tree_util.tree_leaves(
+                        jax.tree_util.tree_map(lambda z: np.asarray(z)[:, :, 0].reshape((configs,) + z.shape[3:]), sg_params))))
+    C.log(f"sgdsde.run: compile {timing.compile_seconds:.1f} s, execute best {timing.best:.2f} s; "
+          f"hand-vmapped optax: compile {hand.compile_seconds:.1f} s, best {hand.best:.2f} s (max |Δθ| {hand_diff:.1e})")
+
+    # ---- sgdsde.run, one program per batch size (no masking: each pays for its own S)
+    def per_size_runs():
+        return [sd.run(run_key, stepper, problem, sd.Hyper.grid(etas, int(s)), init, steps).state.params for s in sizes]
+
+    by_size = C.time_call(per_size_runs, warmup=1, repeats=1)
+    C.log(f"sgdsde.run per batch size ({len(sizes)} programs): compile {by_size.compile_seconds:.1f} s, "
+          f"execute {by_size.best:.2f} s")
+
+    # ---- the sequential Flax + optax loop
+    n_etas = a.etas if a.etas is not None else (2 if a.quick else len(etas))
+    timed_etas = sorted(set(np.linspace(0, len(etas) - 1, min(max(n_etas, 1), len(etas))).round().astype(int)))
+    extrapolated = len(timed_etas) < len(etas)
+    seq_wall, seq_compile, per_size = 0.0, 0.0, {}
+    checks = []
+    for j, s in enumerate(sizes):
+        tx, train_step = make_optax_step(model, x, y, int(s))
+        for n_i, i in enumerate(timed_etas):
+            with C.CompileMonitor() as cm:
+                t0 = time.perf_counter()
+                out = C.block(optax_run(tx, train_step, init_params, replica_key, float(etas[i]), steps))
+                wall = time.perf_counter() - t0
+            if n_i == 0:  # the first run of each S carries its compile: time it again warm
+                seq_compile += cm.seconds
+                t0 = time.perf_counter()
+                out = C.block(optax_run(tx, train_step, init_params, replica_key, float(etas[i]), steps))
+                wall = time.perf_counter() - t0
+            seq_wall += wall
+            per_size.setdefault(int(s), []).append(wall)
+            if i in (timed_etas[0], timed_etas[-1]) and j in (0, len(sizes) // 2, len(sizes) - 1):
+                mine = jax.tree_util.tree_map(lambda z: np.asarray(z)[i, j, 0], sg_params)
+                diff = max(float(np.max(np.abs(np.asarray(u) - v))) for u, v in
+                           zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(mine)))
+                scale = max(float(np.max(np.abs(v))) for v in jax.tree_util.tree_leaves(mine))
+                checks.append({"eta": float(etas[i]), "S": int(s), "max_abs_diff": diff, "max_abs_param": scale})
+        C.log(f"optax loop S = {s}: {np.mean(per_size[int(s)]):.2f} s per configuration")
+    timed_configs = len(timed_etas) * len(sizes)
+    seq_total = seq_wall * configs / timed_configs
+    ratio = seq_total / timing.best
+    ratio_by_size = seq_total / by_size.best
+    ok = all(c["max_abs_diff"] <= 1e-3 * max(c["max_abs_param"], 1.0) for c in checks)
+
+    rows = [
+        ["sgdsde.run (one program)", configs, steps, C.fmt_seconds(timing.best), C.fmt_seconds(timing.median),
+         C.fmt_seconds(timing.compile_seconds), f"{configs * steps / timing.best:.3g}", "1.00"],
+        ["hand-written: optax step vmapped over the grid (jit, scan, masked at S_max)", configs, steps,
+         C.fmt_seconds(hand.best), C.fmt_seconds(hand.median), C.fmt_seconds(hand.compile_seconds),
+         f"{configs * steps / hand.best:.3g}", f"{hand.best / timing.best:.2f}"],
+        [f"sgdsde.run, one program per batch size ({len(sizes)} programs of {len(etas)} η, unmasked)", configs, steps,
+         C.fmt_seconds(by_size.best), "", C.fmt_seconds(by_size.compile_seconds),
+         f"{configs * steps / by_size.best:.3g}", f"{by_size.best / timing.best:.2f}"],
+        [f"Flax + optax loop × {configs}" + ("" if not extrapolated else f" (timed {timed_configs}, extrapolated)"),
+         configs, steps, C.fmt_seconds(seq_total), "", C.fmt_seconds(seq_compile),
+         f"{configs * steps / seq_total:.3g}", f"{ratio:.2f}"],
+    ]
+    header = ["implementation", "configs", "steps", "time (best)", "(median)", "compile", "config-steps/s", "time / sgdsde"]
+    C.print_table(header, rows, title=f"(η, S) sweep, MLP{HIDDEN} on digits, sgd(iid)")
+    print(f"ratio (sequential / one program): {ratio:.2f} (target ≥ 10); sequential / sgdsde per batch size: {ratio_by_size:.2f}; same trajectories: {ok} {checks}")
+    results = {
+        "config": {"steps": steps, "grid_size": grid_size, "configs": configs, "learning_rates": etas, "batch_sizes": sizes,
+                   "model": f"MLP{HIDDEN}", "num_parameters": problem.info["num_parameters"], "n_train": problem.num_examples,
+                   "sampling": "iid", "timed_sequential_configs": timed_configs, "extrapolated": extrapolated},
+        "sgdsde_run": timing.as_dict(work=configs * steps),
+        "optax_vmapped": {**hand.as_dict(work=configs * steps), "max_abs_diff_vs_sgdsde": hand_diff},
+        "ratio_vmapped_over_sgdsde": hand.best / timing.best,
+        "sgdsde_run_per_batch_size": by_size.as_dict(work=configs * steps),
+        "ratio_sequential_over_sgdsde_per_batch_size": ratio_by_size,
+        "examples_per_step": {"one_program_masked": configs * int(sizes.max()), "sequential": int(len(etas) * sizes.sum())},
+        "optax_loop": {"timed_seconds": seq_wall, "seconds_full_grid": seq_total, "compile_s_all_batch_sizes": seq_compile,
+                       "seconds_per_config_by_S": {k: float(np.mean(v)) for k, v in per_size.items()},
+                       "seconds_per_step_by_S": {k: float(np.mean(v)) / steps for k, v in per_size.items()}},
+        "ratio_sequential_over_sgdsde": ratio,
+        "target": 10.0,
+        "checks": {"same_trajectories": ok, "configs": checks},
+        "total_seconds": time.perf_counter() - began,
+        "gpu": "not measured (no GPU in this session)",
+    }
+    path = C.write_json(NAME + ("_quick" if a.quick else ""), results, machine=machine)
+    C.log(f"wrote {path}")
+    if not a.quick and not a.no_docs:
+        block = _doc_block(results, machine, header, rows, a, steps)
+        if C.update_doc_section(DOC, NAME, block):
+            C.log(f"updated the {NAME} block of {DOC}")
+        else:
+            C.log(f"no <!-- BEGIN {NAME} --> block in {DOC}: docs not updated")
+    return results
+
+
+def _doc_block(results, machine, header, rows, a, steps) -> str:
+    git = machine.get("git", {})
+    cfg = results["config"]
+    per = results["optax_loop"]["seconds_per_step_by_S"]
+    sizes = sorted(per)
+    lines = [
+        f"Measured {machine['date_utc']} with `python benchmarks/sweep.py --steps {steps}"
+        + (f" --etas {a.etas}" if a.etas is not None else "") + f"` (git {str(git.get('commit', '?'))[:10]}"
+        + (", with uncommitted changes" if git.get("dirty") else "") + f"; {results['total_seconds']:.0f} s in all). GPU: not measured in this session.",
+        "",
+        f"**Machine:** {C.machine_summary(machine)}. Load average (1/5/15 min) {machine['load_average_1_5_15min']} at the start.",
+        "",
+        f"{cfg['configs']} configurations (η ∈ {{0.01 … 0.20}} × S ∈ {{16 … 320}}) × {steps} SGD steps, MLP{HIDDEN} "
+        f"({cfg['num_parameters']} parameters), N = {cfg['n_train']}, iid sampling, float32:",
+        "",
+        C.markdown_table(header, rows),
+        "",
+        f"**Ratio** (sequential loop / one program): **{results['ratio_sequential_over_sgdsde']:.2f}** (target ≥ 10); "
+        f"sequential loop / sgdsde.run per batch size: {results['ratio_sequential_over_sgdsde_per_batch_size']:.2f}. "
+        f"Examples processed per step: {results['examples_per_step']['one_program_masked']:,} in the masked one-program grid, "
+        f"{results['examples_per_step']['sequential']:,} summed over the sequential runs."
+        + ("" if not cfg["extrapolated"] else f" The sequential time is extrapolated from {cfg['timed_sequential_configs']} "
+           "timed configurations (all batch sizes; the cost of a run does not depend on η)."),
+        "",
+        "Sequential loop, seconds per step by batch size: "
+        + ", ".join(f"S = {s}: {per[s] * 1e3:.2f} ms" for s in sizes[:: max(len(sizes) // 5, 1)])
+        + f"; sgdsde.run: {results['sgdsde_run']['execute_best_s'] / steps * 1e3:.1f} ms per step for all {cfg['configs']}.",
+        "",
+        f"Checks: same trajectories as sgdsde (same init, keys and indices; max |Δθ| over {len(results['checks']['configs'])} "
+        f"configurations: {max(c['max_abs_diff'] for c in results['checks']['configs']):.1e}): {results['checks']['same_trajectories']}.",
+        "",
+        "All numbers: `benchmarks/results/sweep.json`.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
