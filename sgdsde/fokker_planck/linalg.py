@@ -1,7 +1,9 @@
-"""Linear solvers for the implicit steps: (σ I + K) x = r with K = −G (pure JAX, CPU/GPU).
+"""Linear solvers: implicit steps (I + cK) x = y and stationary problems (σ + K) x = r,
+σ ≥ 0, with K = −G (pure JAX, CPU/GPU).
 
 - **1-D**: one tridiagonal solve (``jax.lax.linalg.tridiagonal_solve``; periodic axes by
-  Sherman–Morrison on the cyclic system). Direct, exact to rounding.
+  Sherman–Morrison on the cyclic system), in flux form (see :func:`line_solve`). Direct,
+  exact to rounding.
 - **2-D / 3-D**: restarted GMRES (right preconditioned, classical Gram–Schmidt applied
   twice, true residual checked at every restart), matrix free. Preconditioners, built
   from batched tridiagonal line solves along each axis:
@@ -10,8 +12,8 @@
   1/(1e-6 λ_max) (stationary problems), which damps every error frequency in turn; for
   small Δt it is the approximate factorisation Π_a (I + Δt K_a)⁻¹, iterated. Diagonal
   jumps (full diffusion matrices) enter the line solves through their exit rates only
-  (a regular splitting). Typical counts: 6–30 iterations per step, ~20 per stationary
-  solve, nearly independent of the grid size.
+  (a regular splitting). Typical counts, nearly independent of the grid size: 8–14
+  iterations per implicit step, ~15 per 1e-8 residual reduction of a stationary solve.
   Krylov directions are projected onto zero-mass vectors (exactly where they belong:
   the line operators have zero column sums), so with a mass-consistent initial guess the
   correction has zero total mass: mass is conserved to rounding whatever the tolerance.

@@ -188,3 +188,16 @@ def test_momentum_form_is_maxwell_boltzmann():
     temperature = (eta / s) / (1 - beta) * s2 / 2  # T = (n/(1−β)) σ²/2
     g_theta = fp.grid(-4.0, 4.0, 32)
     assert np.abs(fp.marginal(g, m, 0) - fp.boltzmann(g_theta, loss, temperature)).max() <= 1e-12
+
+
+def test_empirical_noise_reproduces_the_isotropic_equilibrium(x64):
+    # double_well_1d has C(θ) = σ² I exactly (whitened data; float64 data under the x64
+    # fixture, float32 data would give C to 1e-7 only): the state-dependent (Itô) path with
+    # the problem's own C(θ) (fp.generator's default noise) must give the Boltzmann law
+    # exp(−L/T), T = nσ²/2 with n = η/S, to rounding (C(θ) is computed from 16 examples)
+    problem = sd.problems.double_well_1d(barrier=0.5, tilt=0.1, sigma2=1.0, num_examples=16,
+                                         key=jax.random.PRNGKey(3))
+    g = fp.grid(-2.5, 2.5, 200)
+    gen = fp.generator(g, problem, hyper=sd.Hyper(0.1, 2))
+    temperature = (0.1 / 2) * 1.0 / 2
+    assert np.abs(fp.stationary(gen) - fp.boltzmann(g, problem.loss, temperature)).max() <= 1e-12
