@@ -53,7 +53,7 @@ What is measured (issue 4), in one run:
 
 2. **2-D stationary state, 256 × 256.** L(θ) = (θ₁² − 1)² + 0.3 θ₁ + (θ₂ − θ₁/2)² (a
    tilted double well with a sheared, non-separable valley) on [−2.5, 2.5]², D = 0.25:
-   ``fp.stationary(gen)`` (preconditioned GMRES), its time, its residual ‖G m‖ and its
+   ``fp.stationary(gen)`` (this generator is reversible: the exact detailed-balance path), its time, its residual ‖G m‖ and its
    distance to the exact discrete Boltzmann masses ∝ exp(−L/D) at the cell centres
    (computed here in NumPy). Anchors: fplanck's ``steady_state()`` (shift-invert ARPACK
    on its own matrix) and a sparse direct solve (SciPy SuperLU) of sgdsde's own
@@ -543,7 +543,7 @@ def part_2d(a, results: dict) -> dict:
         m, warns = _catch(lambda: _record(t, lambda: fp.stationary(gen), warmup=True))
     for _ in range(a.repeats_2d):
         _record(t, lambda: fp.stationary(gen))
-    entry = {"cells": [n, n], "setting": "fp.stationary (preconditioned GMRES)", **_summary(t),
+    entry = {"cells": [n, n], "setting": "fp.stationary (reversible generator: exact detailed-balance products)", **_summary(t),
              "compile_s": cm.seconds, "warnings": warns, **stationary_metrics(gen, m, exact)}
     out = {"sgdsde": entry}
     _log(f"  sgdsde: {C.fmt_seconds(t.median)}, Boltzmann max rel error {entry['boltzmann_max_rel_error']:.1e}, "
