@@ -81,7 +81,10 @@ def test_crossover_interpolation():
     ratio = 2.0 * (np.log(n) - np.log(3e-3))
     value, stderr = minima._log_ratio_crossover(n, ratio, np.full(5, 0.1))
     assert value == pytest.approx(3e-3, rel=1e-12)
-    assert stderr == pytest.approx(3e-3 * np.hypot(0.1 * (1 - 0.5), 0.1 * 0.5) / 2.0, rel=0.5)
+    # 3e-3 lies between n[1] and n[2] at fraction w of the log step; δn* = n*·δy/|slope|,
+    # δy = hypot((1 − w)·0.1, w·0.1), slope 2 (exact, to rounding)
+    w = np.log(3e-3 / n[1]) / np.log(n[2] / n[1])
+    assert stderr == pytest.approx(3e-3 * np.hypot(0.1 * (1 - w), 0.1 * w) / 2.0, rel=1e-12)
     assert minima._log_ratio_crossover(n, np.ones(5)) == (None, None)
 
 

@@ -120,11 +120,11 @@ def _log(progress: bool, message: str) -> None:
 def _check_settings(learning_rate, batch_sizes, num_examples, replicas, em_dt) -> list[int]:
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"learning_rate: must be a finite number > 0, got {learning_rate!r}")
+    if any(int(s) != s for s in batch_sizes):
+        raise ValueError(f"batch_sizes: must be integers, got {list(batch_sizes)}")
     sizes = sorted({int(s) for s in batch_sizes})
     if not sizes or sizes[0] < 1 or sizes[-1] >= num_examples:
         raise ValueError(f"batch_sizes: need integers in [1, N − 1 = {num_examples - 1}], got {list(batch_sizes)}")
-    if any(int(s) != s for s in batch_sizes):
-        raise ValueError(f"batch_sizes: must be integers, got {list(batch_sizes)}")
     if int(replicas) < 2:
         raise ValueError(f"replicas: need at least 2 (standard errors come from the spread), got {replicas}")
     if not 0 < em_dt <= 1:
@@ -259,27 +259,27 @@ def _lowest_in_basin(minima, minimum_basin, basin: int) -> int:
     return int(candidates[np.argmin(minima.losses[candidates])])
 
 
-def _fokker_planck(problem, spec, sizes, learning_rate, grid_cells, classify, num_basins, cores, start_cells):
+def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basins, cores, start_cells):
     """Per batch size: stationary basin masses, grid mean first-passage times from each
-    start cell into each core and the two-state relaxation time (all in SGD steps)."""
+    start cell into each core (bool masks on ``grid``) and the two-state relaxation time
+    (all in SGD steps)."""
     from ..fokker_planck.passage import mean_first_passage_time
 
     masses, relaxation, passage = [], [], []
     with jax.enable_x64(True):
-        grid = fp.grid(spec["lower"], spec["upper"], list(grid_cells))
         for size in sizes:
             # the SDE's noise: σ² I with subset sampling's finite-N factor (N−S)/(N−1)
             gen = fp.generator(grid, problem, hyper=Hyper(learning_rate, size),
                                noise=noise.isotropic(spec["sigma2"], finite_n=True), clock="steps")
             mass = fp.stationary(gen)
             masses.append(np.asarray(fp.basin_masses(grid, mass, classify, num_basins)))
-            times = [float(mean_first_passage_time(gen, core(grid))[start_cells[j]]) for j, core in enumerate(cores)]
+            times = [float(mean_first_passage_time(gen, core)[start]) for core, start in zip(cores, start_cells)]
             passage.append(times)
             # two-state relaxation time 1/(k_AB + k_BA), k = 1/(mean escape time): the slow
             # mode of a bistable landscape (≈ 1/λ₁ of the generator, much cheaper than
             # fp.spectral_gap on a 2-D grid)
             relaxation.append(1.0 / sum(1.0 / t for t in times))
-    return np.array(masses), np.array(relaxation), np.array(passage), grid
+    return np.array(masses), np.array(relaxation), np.array(passage)
 
 
 def minima_selection(
@@ -355,22 +355,16 @@ def minima_selection(
         for k in (a, b)
     }
 
-    def core_mask(k):
-        def mask(grid):
-            pts = grid.points().reshape(-1, grid.ndim)
-            return np.asarray(jax.vmap(core_of[k])(jnp.asarray(pts))).reshape(grid.shape)
-        return mask
-
     with jax.enable_x64(True):
-        grid_probe = fp.grid(spec["lower"], spec["upper"], list(grid_cells))
-        centres = grid_probe.points().reshape(-1, grid_probe.ndim)
+        grid = fp.grid(spec["lower"], spec["upper"], list(grid_cells))
+        centres = grid.points().reshape(-1, grid.ndim)
+        core_masks = [np.asarray(jax.vmap(core_of[k])(jnp.asarray(centres))).reshape(grid.shape) for k in (a, b)]
     start_cells = [
-        tuple(np.unravel_index(np.argmin(np.sum((centres - minima.points[k]) ** 2, axis=1)), grid_probe.shape))
+        tuple(np.unravel_index(np.argmin(np.sum((centres - minima.points[k]) ** 2, axis=1)), grid.shape))
         for k in (b, a)
     ]
-    fp_p, relaxation, grid_escape, _ = _fokker_planck(
-        problem, spec, sizes, learning_rate, grid_cells, classify, num_basins, [core_mask(a), core_mask(b)],
-        start_cells,
+    fp_p, relaxation, grid_escape = _fokker_planck(
+        problem, spec, grid, sizes, learning_rate, classify, num_basins, core_masks, start_cells,
     )  # grid_escape[:, 0]: from B into A's core; [:, 1]: from A into B's core
     timings["fokker_planck"] = time.perf_counter() - t0
 

@@ -303,6 +303,15 @@ def _stationary_krylov(gen: Generator, *, tol: float):
     return m, res / jnp.where(r0 > 0, r0, 1.0)
 
 
+def _reversible_equilibrium(gen: Generator):
+    """The exact equilibrium by detailed-balance products when the generator is concrete and
+    reversible (relation checked on every face), else None (use the Krylov solve)."""
+    if not may_be_reversible(gen) or is_traced(gen.forward, gen.backward):
+        return None
+    candidate, mismatch = _detailed_balance_nd(gen.structural())
+    return candidate if float(mismatch) <= _REVERSIBLE_TOL else None
+
+
 @float64_entry
 def stationary(gen: Generator, *, tol: float = 1e-14) -> Float[Array, "*shape"]:
     """The stationary mass per cell: G m = 0, Σ m = 1.
@@ -310,22 +319,17 @@ def stationary(gen: Generator, *, tol: float = 1e-14) -> Float[Array, "*shape"]:
     1-D with zero-flux boundaries: exact detailed balance (log-space products). In 2-D/3-D
     the same products are tried and kept when the generator is reversible (checked on
     every face, e.g. gradient drift with constant isotropic noise): exact at any
-    temperature, no iteration. Otherwise preconditioned GMRES among zero-mass corrections of the uniform state u, in
-    refinement passes until ‖G m‖ ≤ tol·‖G u‖; masses below rounding that come out
+    temperature, no iteration. Otherwise preconditioned GMRES among zero-mass corrections
+    of the uniform state u, in refinement passes until ‖G m‖ ≤ tol·‖G u‖; masses below rounding that come out
     negative are set to 0 (then renormalised). Warns when the cell Péclet number is too
     large where the mass lives, or the solve did not converge. Differentiable.
     """
     gen = _check_generator(gen)
-    reversible = None
-    if not has_exact_1d_equilibrium(gen) and may_be_reversible(gen) and not is_traced(gen.forward, gen.backward):
-        candidate, mismatch = _detailed_balance_nd(gen.structural())
-        if float(mismatch) <= _REVERSIBLE_TOL:
-            reversible = candidate
     if has_exact_1d_equilibrium(gen):
         mass = _detailed_balance(gen.structural())
-    elif reversible is not None:
-        mass = reversible
     else:
+        mass = _reversible_equilibrium(gen)
+    if mass is None:
         mass, residual = _stationary_krylov(gen.structural(), tol=tol)
         _warn_residual(residual, max(10 * tol, 1e-10), "stationary")
         xp = jnp if is_traced(mass) else np
