@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -272,17 +273,23 @@ _IDX_TYPES = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, expected: str) -> bytes:
+    """The bytes of ``path``, gunzipped when they start with the gzip magic (whatever the
+    name says); a corrupt gzip stream raises ValueError naming the file and ``expected``
+    (the format it should hold)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
         raise FileNotFoundError(f"cannot read {path}: {err}") from err
-    if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file name says
+    if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: malformed gzip file ({err})") from err
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            raise ValueError(
+                f"{path}: malformed gzip file, expected {expected} ({type(err).__name__}: {err}); "
+                "the file is damaged or cut short: download it again"
+            ) from err
     return raw
 
 
@@ -295,7 +302,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     big-endian int32, then the data, big-endian. Raises ValueError on anything else
     (including a file longer or shorter than its header says)."""
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, "a gzipped IDX file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: malformed IDX file (the first two bytes must be zero; not an IDX file?)")
     code, ndim = raw[2], raw[3]
@@ -379,7 +386,7 @@ _CIFAR_PIXELS = 32 * 32 * 3
 
 
 def _cifar_file(path: Path, label_bytes: int, label_index: int, num_classes: int, name: str, split_name: str):
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, f"a gzipped {name} binary file")
     record = label_bytes + _CIFAR_PIXELS
     if len(raw) == 0 or len(raw) % record:
         raise ValueError(

@@ -2,6 +2,7 @@
 malformed files, splits, subsets, exact label corruption, built-in data."""
 
 import gzip
+import re
 import struct
 import sys
 import warnings
@@ -183,6 +184,39 @@ def test_load_dispatch_and_unknown_format(tmp_path):
         data.load("cifar10", key=KEY)
     with pytest.raises(ValueError, match="reads no folder"):
         data.load("digits", tmp_path, key=KEY)
+
+
+def _corruptions(payload: bytes) -> dict:
+    """A valid gzip stream of ``payload`` damaged three ways, each raising a different
+    error inside gzip: cut in half (EOFError), deflate bytes overwritten (zlib.error),
+    the CRC trailer zeroed (BadGzipFile)."""
+    good = gzip.compress(payload)
+    return {
+        "truncated": good[: len(good) // 2],
+        "deflate": good[:12] + b"\xff" * 30 + good[42:],
+        "crc": good[:-8] + b"\x00" * 4 + good[-4:],
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deflate", "crc"])
+def test_corrupt_gzip_files_name_the_file_and_format(tmp_path, damage):
+    rng = np.random.default_rng(6)
+    arrays = _mnist_folder(tmp_path, rng, gz=True)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    images.write_bytes(_corruptions(_idx_bytes(arrays["train"][0]))[damage])
+    with pytest.raises(ValueError, match=re.escape(f"{images}: malformed gzip file, expected a gzipped IDX file")):
+        data.load_mnist(tmp_path)
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    raw_train, _, (_, fine) = _cifar_records(rng, 3, [20, 100])
+    raw_test = _cifar_records(rng, 2, [20, 100])[0]
+    (cifar / "train.bin").write_bytes(gzip.compress(raw_train))  # gzip is detected whatever the name says
+    (cifar / "test.bin").write_bytes(raw_test)
+    np.testing.assert_array_equal(data.load_cifar100(cifar).train.y, fine)
+    (cifar / "test.bin").write_bytes(_corruptions(raw_test)[damage])
+    expected = f"{cifar / 'test.bin'}: malformed gzip file, expected a gzipped cifar100_fine binary file"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        data.load_cifar100(cifar)
 
 
 # ------------------------------------------------------ splits and label noise
