@@ -30,15 +30,23 @@ On disk (``out_dir``):
 - ``configs/config_000017.npz``: one file per finished configuration (NumPy ``.npz``,
   loaded with ``allow_pickle=False``): the leaves of its observations (``obs_0``, …),
   ``diverged``, ``divergence_step``, ``divergence_time`` (replica axis R), the
-  configuration's index and hyperparameters and, with ``keep_state=True``, the final
-  stepper states (``state_0``, …).
+  configuration's index (``config_index``), the sweep's fingerprint (``sweep``, a digest
+  of the manifest's fingerprints), its hyperparameters and, with ``keep_state=True``, the
+  final stepper states (``state_0``, …).
 
 Every file is written under a temporary name in its folder, flushed to disk (fsync) and
 renamed over its final name (atomic on POSIX file systems), so a killed process leaves
 complete files and at most a temporary ``*.tmp`` file, which the next call deletes.
 
+Checked files. Every configuration file is read back before it is used, by
+:func:`run_sweep` when it resumes and by :func:`load`: it must be readable and complete,
+hold its own index (a file renamed or copied to another index is caught), carry this
+sweep's fingerprint (a file of another sweep is caught) and the shapes and dtypes of
+``structure.json``. Resuming recomputes a file that fails, with a :class:`SweepWarning`
+naming it; :func:`load` refuses with a ValueError naming it (delete it and resume).
+
 Resuming. Called again with the same ``out_dir`` and arguments, :func:`run_sweep` skips
-the configurations whose files exist and runs the rest. The arguments are first checked
+the configurations whose files exist (and pass the checks) and runs the rest. The arguments are first checked
 against the manifest's fingerprints; a sweep with different arguments is refused with a
 ValueError that names what differs. ``configs_per_chunk``, ``devices`` and ``progress``
 may change between calls (they do not change the numbers); ``config_block``, which does
@@ -90,7 +98,8 @@ _CODE_COMPONENTS = ("problem_code", "init_params_code", "stepper", "observers", 
 
 
 class SweepWarning(UserWarning):
-    """A sweep resumed under different circumstances (JAX version, changed code)."""
+    """A sweep resumed under different circumstances (JAX version, changed code), or with
+    damaged configuration files (recomputed)."""
 
 
 class SweepProgress(NamedTuple):
@@ -211,12 +220,19 @@ def run_sweep(
                          keep_state, config_block)
     if existing is not None:
         _check_same_sweep(existing, manifest, out_dir, allow_code_changes)
-    elif _finished(out_dir):
+    elif _finished(out_dir, total):
         raise ValueError(f"out_dir: {out_dir!r} holds configuration files but no {_MANIFEST}: not a sweep folder")
     writer = jax.process_index() == 0
     if writer:
         _remove_temporaries(out_dir)
-    finished = _finished(out_dir)
+    sweep_id = _sweep_id(existing or manifest)
+    finished = set()
+    if existing is not None:
+        good, damaged = _scan_configs(out_dir, existing, _read_structure(out_dir))
+        finished = set(good)
+        for path, reason in damaged.items():
+            warnings.warn(f"out_dir: {path} {reason}; computing that configuration again", SweepWarning,
+                          stacklevel=2)
     pending = [g for g in range(total) if g not in finished]
 
     values = _flat_values(hyper, grid_shape, total)
@@ -252,6 +268,7 @@ def run_sweep(
                 arrays.update({f"state_{i}": x[j] for i, x in enumerate(state_leaves)})
                 arrays.update(
                     config_index=np.asarray(g),
+                    sweep=np.asarray(sweep_id),
                     diverged=result.diverged[j],
                     divergence_step=result.divergence_step[j],
                     divergence_time=result.divergence_time[j],
@@ -328,15 +345,67 @@ def _config_path(out_dir: str, index: int, total: int) -> str:
     return os.path.join(out_dir, _CONFIGS, f"config_{index:0{width}d}.npz")
 
 
-def _finished(out_dir: str) -> set:
+def _finished(out_dir: str, total: int) -> set:
+    """Indices g < total whose configuration file exists (unchecked)."""
     folder = os.path.join(out_dir, _CONFIGS)
     if not os.path.isdir(folder):
         return set()
-    done = set()
-    for name in os.listdir(folder):
-        if name.startswith("config_") and name.endswith(".npz") and name[7:-4].isdigit():
-            done.add(int(name[7:-4]))
-    return done
+    names = set(os.listdir(folder))
+    return {g for g in range(total) if os.path.basename(_config_path(out_dir, g, total)) in names}
+
+
+def _sweep_id(manifest: dict) -> str:
+    """The digest of a sweep's fingerprints, stored in each of its configuration files."""
+    return _digest(sorted(manifest["fingerprint"].items()))
+
+
+def _leaf_specs(structure: dict) -> dict:
+    """{array name in a configuration file: (shape, dtype)} from structure.json."""
+    specs = structure["leaves"]
+    return {
+        **{f"obs_{i}": spec for i, spec in enumerate(specs["obs"])},
+        **{f"state_{i}": spec for i, spec in enumerate(specs["state"])},
+        **{n: specs[n] for n in ("diverged", "divergence_step", "divergence_time")},
+    }
+
+
+def _read_config(path: str, index: int, sweep_id: str, specs: dict) -> dict:
+    """The arrays of configuration ``index``'s file, checked: complete and readable, holding
+    configuration ``index`` of the sweep ``sweep_id``, with the shapes and dtypes of
+    structure.json. Raises ValueError saying what is wrong (after the file's path)."""
+    wanted = (*specs, "config_index", "sweep")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {n: data[n] for n in wanted if n in data.files}
+    except Exception as err:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError (not an .npz), …
+        raise ValueError(f"is unreadable: truncated or damaged ({type(err).__name__}: {err})") from err
+    missing = [n for n in wanted if n not in arrays]
+    if missing:
+        raise ValueError(f"lacks the arrays {missing} (not a file of this sweep, or of an older sgdsde)")
+    stored = arrays.pop("config_index")
+    if stored.shape != () or int(stored) != index:
+        raise ValueError(f"holds configuration {stored.tolist()}, not {index} (a renamed or copied file)")
+    if str(arrays.pop("sweep")) != sweep_id:
+        raise ValueError("was written by a different sweep (its fingerprint is not this sweep's)")
+    for name, (shape, dtype) in specs.items():
+        if arrays[name].shape != tuple(shape) or arrays[name].dtype.str != dtype:
+            raise ValueError(f"holds {name} of shape {arrays[name].shape} and dtype {arrays[name].dtype.str}, "
+                             f"not {tuple(shape)} {dtype} as {_STRUCTURE} records")
+    return arrays
+
+
+def _scan_configs(out_dir: str, manifest: dict, structure: dict) -> tuple[dict, dict]:
+    """({index: arrays} of the configuration files that pass :func:`_read_config`,
+    {path: what is wrong} of the others)."""
+    total, sweep_id, specs = manifest["num_configs"], _sweep_id(manifest), _leaf_specs(structure)
+    good, damaged = {}, {}
+    for g in sorted(_finished(out_dir, total)):
+        path = _config_path(out_dir, g, total)
+        try:
+            good[g] = _read_config(path, g, sweep_id, specs)
+        except ValueError as err:
+            damaged[path] = str(err)
+    return good, damaged
 
 
 def _remove_temporaries(out_dir: str) -> None:
@@ -384,6 +453,14 @@ def _read_json(path: str):
             return json.load(file)
     except (OSError, ValueError) as err:
         raise ValueError(f"out_dir: cannot read {path!r} ({err})") from err
+
+
+def _read_structure(out_dir: str) -> dict:
+    """structure.json of a folder that has a manifest."""
+    structure = _read_json(os.path.join(out_dir, _STRUCTURE))
+    if structure is None:
+        raise ValueError(f"out_dir: {out_dir!r} has a manifest but no {_STRUCTURE}: the folder is damaged")
+    return structure
 
 
 def _check_or_write_structure(out_dir: str, structure: dict, manifest: dict, writer: bool) -> None:
@@ -689,39 +766,37 @@ def load(out_dir: str | os.PathLike, *, allow_incomplete: bool = False) -> Sweep
 
     A sweep with unfinished configurations raises ValueError unless
     ``allow_incomplete=True`` (then ``completed`` marks the finished ones and the others
-    hold NaN, −1 or False)."""
+    hold NaN, −1 or False). A configuration file that is unreadable, truncated, of
+    another configuration or another sweep, or shaped unlike ``structure.json`` raises
+    ValueError naming it, whatever ``allow_incomplete`` (module docstring)."""
     out_dir = _check_out_dir(out_dir)
     manifest = _read_json(os.path.join(out_dir, _MANIFEST))
     if manifest is None:
         raise ValueError(f"out_dir: {out_dir!r} holds no sweep ({_MANIFEST} is missing)")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"out_dir: {out_dir!r} holds a sweep of format {manifest.get('format')!r}, not {FORMAT!r}")
-    structure = _read_json(os.path.join(out_dir, _STRUCTURE))
-    if structure is None:
-        raise ValueError(f"out_dir: {out_dir!r} has a manifest but no {_STRUCTURE}: the folder is damaged")
+    structure = _read_structure(out_dir)
     grid_shape = tuple(manifest["grid_shape"])
     total, replicas = manifest["num_configs"], manifest["replicas"]
-    finished = sorted(g for g in _finished(out_dir) if g < total)
-    if len(finished) < total and not allow_incomplete:
+    good, damaged = _scan_configs(out_dir, manifest, structure)
+    if damaged:
+        listed = "; ".join(f"{path} {reason}" for path, reason in damaged.items())
         raise ValueError(
-            f"out_dir: {total - len(finished)} of {total} configurations of the sweep in {out_dir!r} are not "
+            f"out_dir: {len(damaged)} configuration file(s) of the sweep in {out_dir!r} cannot be used: {listed}. "
+            "Delete them and run run_sweep again with the same arguments to recompute them (it also recomputes "
+            "them without deleting, with a SweepWarning)"
+        )
+    if len(good) < total and not allow_incomplete:
+        raise ValueError(
+            f"out_dir: {total - len(good)} of {total} configurations of the sweep in {out_dir!r} are not "
             "finished (run run_sweep again to complete it, or load(..., allow_incomplete=True))"
         )
     specs = structure["leaves"]
-    names = {
-        **{f"obs_{i}": spec for i, spec in enumerate(specs["obs"])},
-        **{f"state_{i}": spec for i, spec in enumerate(specs["state"])},
-        **{n: specs[n] for n in ("diverged", "divergence_step", "divergence_time")},
-    }
-    stacked = {n: _missing((total, *shape), dtype) for n, (shape, dtype) in names.items()}
-    for g in finished:
-        path = _config_path(out_dir, g, total)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                for n in names:
-                    stacked[n][g] = data[n]
-        except Exception as err:
-            raise ValueError(f"out_dir: cannot read {path!r} ({type(err).__name__}: {err})") from err
+    stacked = {n: _missing((total, *shape), dtype) for n, (shape, dtype) in _leaf_specs(structure).items()}
+    for g, arrays in good.items():
+        for n, value in arrays.items():
+            stacked[n][g] = value
+    finished = sorted(good)
     grid = lambda x: x.reshape(grid_shape + x.shape[1:])
     obs_leaves = [grid(stacked[f"obs_{i}"]) for i in range(len(specs["obs"]))]
     state = None

@@ -2,6 +2,7 @@
 with nothing lost or redone, changed arguments are refused, files load back."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,8 +58,10 @@ def _assert_equal_to_run(result, reference):
            (reference.diverged, reference.divergence_step, reference.divergence_time))
 
 
-def _config_files(out_dir):
-    return sorted(os.listdir(os.path.join(out_dir, "configs")))
+def _config_files(out_dir, temporaries=False):
+    """The configuration files of a sweep folder (with ``temporaries``: every file)."""
+    names = os.listdir(os.path.join(out_dir, "configs"))
+    return sorted(n for n in names if temporaries or not n.startswith("."))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,7 @@ def test_killed_sweep_resumes_without_losing_or_redoing_work(tmp_path, reference
     configs = os.path.join(out_dir, "configs")
     deadline = time.time() + 300
     try:
-        while not (os.path.isdir(configs) and len(os.listdir(configs)) >= 4):
+        while not (os.path.isdir(configs) and len(_config_files(out_dir)) >= 4):  # a temporary is not finished
             assert child.poll() is None, log.read_text()
             assert time.time() < deadline, "the sweep subprocess wrote nothing"
             time.sleep(0.05)
@@ -141,8 +144,7 @@ def test_killed_sweep_resumes_without_losing_or_redoing_work(tmp_path, reference
         assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     assert [(r.done, r.resumed, r.chunk, r.chunks) for r in reports] == [(8, 4, 1, 2), (12, 4, 2, 2)]
     # nothing lost or duplicated: one file per configuration, no temporary left
-    assert _config_files(out_dir) == [f"config_{g:06d}.npz" for g in range(TOTAL)]
-    assert not os.path.exists(stale)
+    assert _config_files(out_dir, temporaries=True) == [f"config_{g:06d}.npz" for g in range(TOTAL)]
 
 
 @pytest.mark.parametrize(
@@ -197,6 +199,73 @@ def test_load_incomplete(finished, reference, tmp_path):
     keep = partial.completed
     _exact(partial["endpoint"][keep], reference["endpoint"][keep])
     _exact(partial["moments"]["cov"][keep], reference["moments"]["cov"][keep])
+
+
+def _rewrite(path, **changes):
+    """Rewrite a configuration file with some of its arrays replaced."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {n: data[n] for n in data.files}
+    np.savez(path, **{**arrays, **changes})
+
+
+# (what is done to a copy of the finished sweep, the file that is then wrong, what load says)
+DAMAGE = {
+    # config 3's result renamed as config 5's
+    "swapped": (lambda c: os.replace(os.path.join(c, "config_000003.npz"), os.path.join(c, "config_000005.npz")),
+                5, "holds configuration 3, not 5"),
+    "truncated": (lambda c: _truncate(os.path.join(c, "config_000007.npz")), 7, "is unreadable: truncated"),
+    "garbage": (lambda c: open(os.path.join(c, "config_000009.npz"), "wb").write(b"not a result"), 9,
+                "is unreadable"),
+    "other sweep": (lambda c: _rewrite(os.path.join(c, "config_000002.npz"), sweep=np.asarray("0" * 64)), 2,
+                    "was written by a different sweep"),
+    "wrong shape": (lambda c: _rewrite(os.path.join(c, "config_000004.npz"), diverged=np.zeros(2, bool)), 4,
+                    r"holds diverged of shape \(2,\)"),
+}
+
+
+def _truncate(path):
+    with open(path, "rb") as file:
+        raw = file.read()
+    with open(path, "wb") as file:
+        file.write(raw[: len(raw) // 2])
+
+
+def _damaged_copy(finished, tmp_path, kinds):
+    out_dir = str(tmp_path / "copy")
+    shutil.copytree(finished[0], out_dir)
+    for kind in kinds:
+        DAMAGE[kind][0](os.path.join(out_dir, "configs"))
+    return out_dir
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_load_refuses_a_damaged_or_foreign_file_naming_it(finished, tmp_path, kind):
+    out_dir = _damaged_copy(finished, tmp_path, [kind])
+    _, index, reason = DAMAGE[kind]
+    path = os.path.join(out_dir, "configs", f"config_{index:06d}.npz")
+    for allow_incomplete in (False, True):
+        with pytest.raises(ValueError, match=f"{re.escape(path)} {reason}.*Delete them and run run_sweep again"):
+            sweep.load(out_dir, allow_incomplete=allow_incomplete)
+
+
+def test_resume_recomputes_damaged_files_with_a_warning(finished, reference, tmp_path):
+    out_dir = _damaged_copy(finished, tmp_path, list(DAMAGE))
+    reports = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sweep.run_sweep(out_dir, *ARGS, **KWARGS, configs_per_chunk=4, keep_state=True,
+                                 progress=reports.append)
+    messages = [str(w.message) for w in caught if issubclass(w.category, sweep.SweepWarning)]
+    assert len(messages) == len(DAMAGE)
+    for _, index, reason in DAMAGE.values():
+        path = os.path.join(out_dir, "configs", f"config_{index:06d}.npz")
+        assert any(re.search(f"{re.escape(path)} {reason}.*computing that configuration again", m)
+                   for m in messages), (path, messages)
+    # the 5 damaged files and config 3 (renamed away) are run again, the other 6 kept
+    assert [(r.done, r.resumed) for r in reports] == [(10, 6), (12, 6)]
+    _assert_equal_to_run(result, reference)
+    _exact(result.state["params"], reference.state.params)
+    _assert_equal_to_run(sweep.load(out_dir), reference)
 
 
 @pytest.mark.parametrize(
