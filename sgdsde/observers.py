@@ -7,6 +7,7 @@ replicas of one hyperparameter configuration (leading axis R):
     update(obs, states, t, ctx) -> obs  (t = number of steps of the run done, an unbatched int)
     finalize(obs, states, ctx) -> result pytree
     retime(result, convert) -> result   (optional: puts time-valued outputs on a clock)
+    check(result) -> None               (optional: raises on a misuse the run revealed)
 
 Times are counted in steps of the run (calls of the stepper's ``step``: SGD steps for
 ``sgd`` and any stepper with dt = 1). ``sgdsde.run(..., clock=...)`` and
@@ -16,7 +17,9 @@ array of step counts (leading axes: the hyperparameter grid) to times on the clo
 Inputs (``burn_in``, ``every``) are always in steps of the run.
 
 Replicas flagged as diverged are left out of every statistic from the step they
-diverged (and, for ``moments``, entirely); the run reports them.
+diverged (and, for ``moments``, entirely); the run reports them. A statistic with no
+data is NaN, never 0, and comes with its count (``replicas_used``, ``hit_count``):
+a mean over no replicas, a standard error from fewer than two.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class Observer(NamedTuple):
     # retime(result, convert) -> result with its time-valued entries on another clock;
     # None: the result holds no times (or is left in steps of the run)
     retime: Callable[..., Any] | None = None
+    # check(result) on the host after the run (NumPy leaves, leading axes: the grid):
+    # raises ValueError when the result shows the observer was misused (None: no check)
+    check: Callable[[Any], None] | None = None
 
 
 def _flat_params(states) -> jax.Array:
@@ -225,9 +231,10 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
         mean = weight @ acc.mean
         centred = drop(acc.mean - mean)
         mean_var = weight @ (centred**2)
+        some, several = used > 0, used > 1  # a mean needs one replica, a spread two
         out = {
-            "mean": mean,
-            "mean_stderr": jnp.sqrt(mean_var / jnp.maximum(used - 1, 1)),
+            "mean": jnp.where(some, mean, jnp.nan),
+            "mean_stderr": jnp.where(several, jnp.sqrt(mean_var / jnp.maximum(used - 1, 1)), jnp.nan),
             "count": acc.count,
             "replicas_used": used,
         }
@@ -244,7 +251,8 @@ def moments(burn_in: int = 0, every: int = 1, covariance: str = "full") -> Obser
         spread = jnp.tensordot(weight, drop((per_replica - jnp.tensordot(weight, per_replica, axes=1)) ** 2), axes=1)
         stderr = jnp.sqrt(spread / jnp.maximum(used - 1, 1))
         key = "cov" if covariance == "full" else "var"
-        out[key], out[key + "_stderr"] = pooled, stderr
+        out[key] = jnp.where(total > 1, pooled, jnp.nan)
+        out[key + "_stderr"] = jnp.where(several, stderr, jnp.nan)
         return out
 
     return Observer("moments", init, update, finalize)
@@ -257,7 +265,9 @@ def basins(classify: Callable[[PyTree], jax.Array], num_basins: int, burn_in: in
 
     Time-averaged over t ≥ burn_in (every ``every`` steps) and pooled over the
     non-diverged replicas: ``fractions`` (K,), ``stderr`` (K,) from the spread between
-    replicas, ``final`` labels (R,) at the end, ``counts`` (R, K).
+    replicas, ``final`` labels (R,) at the end, ``counts`` (R, K), ``replicas_used``.
+    No replica left: fractions NaN; fewer than two: stderr NaN. A label outside
+    [0, num_basins) is an error (raised by the run, naming how many samples had one).
     """
     burn_in, every = _check_burn_in(burn_in), _check_every(every)
     if not isinstance(num_basins, (int, np.integer)) or num_basins < 1:
@@ -267,33 +277,51 @@ def basins(classify: Callable[[PyTree], jax.Array], num_basins: int, burn_in: in
         return jax.vmap(classify)(states.params).astype(jnp.int32)
 
     def add(counts, states, t):
+        # column K counts labels outside [0, K): reported as an error after the run
         take = _sampled(t, burn_in, every) & ~states.diverged
-        hits = jax.nn.one_hot(labels(states), num_basins, dtype=jnp.int32)
+        label = labels(states)
+        label = jnp.where((label >= 0) & (label < num_basins), label, num_basins)
+        hits = jax.nn.one_hot(label, num_basins + 1, dtype=jnp.int32)
         return counts + hits * take[:, None].astype(jnp.int32)
 
     def init(states, ctx):
         _check_burn_in_fits(burn_in, ctx)
-        return add(jnp.zeros((ctx.replicas, num_basins), jnp.int32), states, 0)
+        return add(jnp.zeros((ctx.replicas, num_basins + 1), jnp.int32), states, 0)
 
     def update(counts, states, t, ctx):
         return add(counts, states, t)
 
     def finalize(counts, states, ctx):
+        counts, invalid = counts[:, :num_basins], jnp.sum(counts[:, num_basins])
         ok = ~states.diverged
-        used = jnp.maximum(jnp.sum(ok), 1)
+        used = jnp.sum(ok)
         totals = jnp.sum(counts, axis=1, keepdims=True)
         per_replica = counts / jnp.maximum(totals, 1)
-        weight = ok / used
-        fractions = jnp.sum(counts * ok[:, None], axis=0) / jnp.maximum(jnp.sum(totals[:, 0] * ok), 1)
+        weight = ok / jnp.maximum(used, 1)
+        samples = jnp.sum(totals[:, 0] * ok)
+        fractions = jnp.sum(counts * ok[:, None], axis=0) / jnp.maximum(samples, 1)
         spread = weight @ (per_replica - weight @ per_replica) ** 2
         return {
-            "fractions": fractions,
-            "stderr": jnp.sqrt(spread / jnp.maximum(used - 1, 1)),
+            "fractions": jnp.where(samples > 0, fractions, jnp.nan),
+            "stderr": jnp.where(used > 1, jnp.sqrt(spread / jnp.maximum(used - 1, 1)), jnp.nan),
             "final": labels(states),
             "counts": counts,
+            "replicas_used": used,
+            "invalid_labels": invalid,
         }
 
-    return Observer("basins", init, update, finalize)
+    def check(result):
+        invalid = np.asarray(result["invalid_labels"])
+        if invalid.any():
+            final = np.asarray(result["final"])
+            bad = np.unique(final[(final < 0) | (final >= num_basins)])
+            shown = f" (final labels outside the range: {bad[:8].tolist()})" if bad.size else ""
+            raise ValueError(
+                f"basins: classify returned a label outside [0, num_basins = {num_basins}) for "
+                f"{int(invalid.sum())} sampled states{shown}; fix classify or raise num_basins"
+            )
+
+    return Observer("basins", init, update, finalize, check=check)
 
 
 # ------------------------------------------------------------------- histogram
@@ -310,7 +338,8 @@ def histogram(
     outside the box are counted in ``outside``. Bins are half-open [e_i, e_{i+1}), the last
     one too: a sample exactly on the last edge counts as outside (np.histogram
     would put it in the last bin). ``density`` = counts / (total · cell
-    volume), comparable bin by bin with a Fokker–Planck density on the same edges.
+    volume), comparable bin by bin with a Fokker–Planck density on the same edges
+    (NaN where no sample was taken: every replica diverged).
     """
     burn_in, every = _check_burn_in(burn_in), _check_every(every)
     edge_list = _edge_list(edges)
@@ -360,7 +389,7 @@ def histogram(
         return {
             "counts": counts,
             "outside": outside,
-            "density": counts / (jnp.maximum(total, 1) * volume),
+            "density": jnp.where(total > 0, counts / (jnp.maximum(total, 1) * volume), jnp.nan),
             "edges": tuple(edge_arrays) if len(edge_arrays) > 1 else edge_arrays[0],
         }
 
@@ -383,8 +412,9 @@ def _edge_list(edges) -> list[np.ndarray]:
 @_cached
 def first_passage(region: Callable[[PyTree], jax.Array]) -> Observer:
     """First step t at which ``region(params)`` is true, per replica (−1 if never;
-    0 if the start is inside). Result: ``times`` (R,), ``hit_fraction``,
-    ``mean_time`` over the replicas that arrived, with ``mean_time_stderr``."""
+    0 if the start is inside). Result: ``times`` (R,), ``hit_fraction``, ``hit_count``
+    (replicas that arrived), ``mean_time`` over them (NaN if none arrived) and
+    ``mean_time_stderr`` (NaN if fewer than two arrived)."""
 
     def add(times, states, t):
         inside = jax.vmap(region)(states.params).astype(bool) & ~states.diverged
@@ -398,17 +428,29 @@ def first_passage(region: Callable[[PyTree], jax.Array]) -> Observer:
 
     def finalize(times, states, ctx):
         hit = times >= 0
-        n = jnp.maximum(jnp.sum(hit), 1)
-        mean = jnp.sum(jnp.where(hit, times, 0)) / n
-        var = jnp.sum(jnp.where(hit, (times - mean) ** 2, 0)) / jnp.maximum(n - 1, 1)
+        mean, stderr, count = _mean_and_stderr(times, hit, jnp)
         return {
             "times": times,
             "hit_fraction": jnp.mean(hit),
+            "hit_count": count,
             "mean_time": mean,
-            "mean_time_stderr": jnp.sqrt(var / n),
+            "mean_time_stderr": stderr,
         }
 
     return Observer("first_passage", init, update, finalize, _retime_first_passage)
+
+
+def _mean_and_stderr(values, present, xp):
+    """Mean of ``values`` where ``present`` (last axis), its standard error s/√n and the
+    count n; NaN where there is no data (n = 0; the standard error needs n ≥ 2).
+    ``xp``: jax.numpy (inside a run) or numpy (on the host)."""
+    count = xp.sum(present, axis=-1)
+    n = xp.maximum(count, 1)
+    mean = xp.sum(xp.where(present, values, 0), axis=-1) / n
+    var = xp.sum(xp.where(present, (values - mean[..., None]) ** 2, 0), axis=-1) / xp.maximum(n - 1, 1)
+    mean = xp.where(count > 0, mean, xp.nan)
+    stderr = xp.where(count > 1, xp.sqrt(var / n), xp.nan)
+    return mean, stderr, count
 
 
 def _retime_first_passage(result, convert):
@@ -418,10 +460,8 @@ def _retime_first_passage(result, convert):
     steps = np.asarray(result["times"])
     hit = steps >= 0
     times = np.where(hit, convert(np.maximum(steps, 0)), -1.0)
-    n = np.maximum(hit.sum(axis=-1), 1)
-    mean = np.where(hit, times, 0.0).sum(axis=-1) / n
-    var = np.where(hit, (times - mean[..., None]) ** 2, 0.0).sum(axis=-1) / np.maximum(n - 1, 1)
-    return {**result, "times": times, "mean_time": mean, "mean_time_stderr": np.sqrt(var / n)}
+    mean, stderr, _ = _mean_and_stderr(times, hit, np)
+    return {**result, "times": times, "mean_time": mean, "mean_time_stderr": stderr}
 
 
 # ------------------------------------------------------------------ divergence

@@ -193,18 +193,34 @@ class Problem:
                 raise ValueError(f"{name}: parameters must be floating point, got dtype {arr.dtype}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
-        try:
-            out = jax.eval_shape(self.per_example_losses, params)
-            jax.eval_shape(self.loss, params)
-        except Exception as err:  # shape errors surface here, before any compile
-            raise ValueError(
-                f"{name}: does not fit the problem's per_example_loss/data "
-                f"(evaluating the loss failed: {type(err).__name__}: {err})"
-            ) from err
-        if out.shape != (self.num_examples,):
-            raise ValueError(
-                f"per_example_loss: must return a scalar per example, got shape {out.shape[1:]}"
-            )
+        shapes = {}
+        for what, fn in self._scalar_functions():
+            try:
+                shapes[what] = jax.eval_shape(fn, params)
+            except Exception as err:  # shape errors surface here, before any compile
+                raise ValueError(
+                    f"{name}: does not fit the problem's {what} "
+                    f"(evaluating it failed: {type(err).__name__}: {err})"
+                ) from err
+        for what, out in shapes.items():
+            expected = (self.num_examples,) if what == "per_example_loss" else ()
+            got = getattr(out, "shape", None)
+            if got != expected or not jnp.issubdtype(getattr(out, "dtype", np.int32), jnp.inexact):
+                if got is None:
+                    shown = f"a {type(out).__name__}"
+                elif what == "per_example_loss" and got[:1] == (self.num_examples,):
+                    shown = f"shape {got[1:]} per example, dtype {out.dtype}"
+                else:
+                    shown = f"shape {got}, dtype {out.dtype}"
+                raise ValueError(f"{what}: must return a floating-point scalar, got {shown}")
+
+    def _scalar_functions(self):
+        """(name, fn(params)) for every user function that must give a scalar (per example)."""
+        yield "per_example_loss", self.per_example_losses
+        if self.regularizer is not None:
+            yield "regularizer", self.regularizer
+        if self.full_loss is not None:
+            yield "full_loss", self.full_loss
 
 
 def _float_dtype(params: PyTree):

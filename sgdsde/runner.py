@@ -352,6 +352,9 @@ def run(
     )
     observations = {o.name: unflat(r) for o, r in zip(all_observers, results)}
     div = observations.pop("divergence")
+    for o in observers:  # misuse only the values can show (e.g. a basin label out of range)
+        if o.check is not None:
+            o.check(observations[o.name])
     result = RunResult(
         observations=observations,
         diverged=div["diverged"],

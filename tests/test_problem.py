@@ -287,3 +287,24 @@ def test_problem_is_a_pytree_and_jits(x64):
     np.testing.assert_allclose(f(problem, theta), 11.0 / 3.0, rtol=RTOL64)
     # doubled data: residuals (2−2, −4−4, 2−2−0) = (0, −8, 0) → mean loss 32/3, R = 1
     np.testing.assert_allclose(f(doubled, theta), 32.0 / 3.0 + 1.0, rtol=RTOL64)
+
+
+@pytest.mark.parametrize(
+    "which, kwargs",
+    [
+        ("per_example_loss", dict(per_example_loss=lambda t, x: t * x)),
+        ("regularizer", dict(regularizer=lambda t: t**2)),
+        ("full_loss", dict(full_loss=lambda t: jnp.stack([t @ t, t @ t]))),
+        ("full_loss", dict(full_loss=lambda t: (t @ t, 0.0))),
+        ("regularizer", dict(regularizer=lambda t: jnp.sum(t > 0))),  # integer "scalar"
+    ],
+)
+def test_check_params_names_the_function_that_is_not_scalar(which, kwargs):
+    """Each user function must give a floating scalar (per example); the error names it."""
+    args = dict(per_example_loss=lambda t, x: jnp.sum((t - x) ** 2), data=jnp.ones((5, 2)))
+    args.update(kwargs)
+    problem = sd.Problem(**args)
+    with pytest.raises(ValueError, match=f"^{which}: must return a floating-point scalar"):
+        problem.check_params(jnp.ones(2))
+    with pytest.raises(ValueError, match=f"^{which}: must return a floating-point scalar"):
+        sd.run(jax.random.key(0), sd.sgd(), problem, sd.Hyper(0.1, 2), jnp.ones(2), 3)
