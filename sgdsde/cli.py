@@ -1,14 +1,69 @@
 """The ``sgdsde`` command line.
 
     sgdsde minima [--landscape NAME|FILE.json] [--learning-rate η] [--batch-sizes S ...]
-                  [--noise N_MIN N_MAX --points K] [--replicas R] [--out DIR] [--seed K]
+                  [--noise N_MIN N_MAX [--points K]] [--replicas R] [--out DIR] [--seed K]
     sgdsde demo [--out DIR] [--sampling subset|iid|epoch] [--replicas R] [--seed K]
+
+Every option is checked before any work: counts and ranges, the landscape file, and the
+output folder (it must be a folder, or creatable, and writable). Options are never
+abbreviated. An error is one line naming the option, with exit status 2 for bad input
+and 1 for a failure after the run (its message says where the numbers went: the JSON is
+written before the figure). ``--debug`` or ``SGDSDE_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from typing import Callable
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit status 2)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviated options, whose errors raise :class:`UsageError`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(self.prog, message.removeprefix("argument "))
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum``."""
+    wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer ≥ {minimum}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _demo(args) -> int:
@@ -28,9 +83,17 @@ def _demo(args) -> int:
 def _minima(args) -> int:
     from .experiments import minima
 
-    sizes = args.batch_sizes
+    if args.noise is None and args.points is not None:
+        raise UsageError(args.parser.prog, "--points: sets the number of noise levels of --noise; give --noise too")
     if args.noise is not None:
-        sizes = minima.batch_sizes_for_noise(args.noise, args.points, args.learning_rate)
+        if args.batch_sizes is not None:
+            raise UsageError(args.parser.prog, "--noise: give either --noise or --batch-sizes, not both")
+        low, high = args.noise
+        if not low < high:
+            raise UsageError(args.parser.prog, f"--noise: N_MIN must be smaller than N_MAX, got {low:g} {high:g}")
+        sizes = minima.batch_sizes_for_noise(args.noise, args.points or 5, args.learning_rate)
+    else:
+        sizes = args.batch_sizes or [2, 3, 4, 5, 6]
     minima.main(
         out=args.out,
         landscape_spec=minima.load_landscape(args.landscape),
@@ -46,59 +109,102 @@ def _minima(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
+    parser = _Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: environment variable SGDSDE_DEBUG=1)")
     mini = sub.add_parser(
         "minima",
+        parents=[common],
         help="which minimum SGD ends in, five ways (SGD, Euler–Maruyama, Fokker–Planck, quadrature, Laplace)",
         description="On a 2-D landscape with a deep sharp and a shallow wide minimum, the probability of each "
         "basin as a function of the noise n = η/S, computed by a discrete SGD ensemble, an Euler–Maruyama "
         "ensemble, the Fokker–Planck stationary state, exact Boltzmann quadrature and the Laplace approximation; "
         "each method's crossover noise; mean escape times (simulated, Kramers, exact on the grid). Writes a "
-        "table, minima.png and minima.json. Times are SGD steps.",
+        "table, minima.json and minima.png. Times are SGD steps.",
     )
     mini.add_argument("--landscape", default="sharp-wide",
                       help="built-in landscape (sharp-wide, sharp-wide-high-barrier) or a JSON file with centers, "
                       "levels, hessians, softness, sigma2, num_examples, lower, upper (default: %(default)s)")
-    mini.add_argument("--learning-rate", type=float, default=0.025, help="η (default: %(default)s)")
-    mini.add_argument("--batch-sizes", type=int, nargs="+", default=[2, 3, 4, 5, 6],
-                      help="batch sizes S; the noise levels are n = η/S (default: %(default)s)")
-    mini.add_argument("--noise", type=float, nargs=2, metavar=("N_MIN", "N_MAX"), default=None,
+    mini.add_argument("--learning-rate", type=_positive, default=0.025, help="η (default: %(default)s)")
+    mini.add_argument("--batch-sizes", type=_integer(1), nargs="+", default=None,
+                      help="batch sizes S; the noise levels are n = η/S (default: 2 3 4 5 6)")
+    mini.add_argument("--noise", type=_positive, nargs=2, metavar=("N_MIN", "N_MAX"), default=None,
                       help="noise range instead of --batch-sizes: S = round(η/n) for --points log-spaced n")
-    mini.add_argument("--points", type=int, default=5, help="noise levels with --noise (default: %(default)s)")
-    mini.add_argument("--replicas", type=int, default=512, help="SGD and EM replicas (default: %(default)s)")
-    mini.add_argument("--escape-replicas", type=int, default=256, help="replicas for escape times (default: %(default)s)")
-    mini.add_argument("--em-dt", type=float, default=0.25, help="Euler–Maruyama step in SGD steps (default: %(default)s)")
+    mini.add_argument("--points", type=_integer(1), default=None,
+                      help="noise levels with --noise (default: 5)")
+    mini.add_argument("--replicas", type=_integer(2), default=512, help="SGD and EM replicas (default: %(default)s)")
+    mini.add_argument("--escape-replicas", type=_integer(2), default=256,
+                      help="replicas for escape times (default: %(default)s)")
+    mini.add_argument("--em-dt", type=_positive, default=0.25,
+                      help="Euler–Maruyama step in SGD steps, at most 1 (default: %(default)s)")
     mini.add_argument("--out", default="sgdsde-output/minima", help="output folder (default: %(default)s)")
-    mini.add_argument("--seed", type=int, default=0)
+    mini.add_argument("--seed", type=_integer(0), default=0)
     mini.add_argument("--quiet", action="store_true", help="no progress lines")
-    mini.set_defaults(func=_minima)
+    mini.set_defaults(func=_minima, parser=mini, aliases={"noise range": "--noise"})
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="SGD ensemble covariance on a 3-D quadratic vs exact discrete theory and the SDE",
         description="Stationary covariance of an SGD ensemble on a 3-D anisotropic quadratic with "
         "non-diagonal gradient noise, for a grid of (learning rate, batch size), next to the exact "
         "discrete prediction and the SDE (continuous Lyapunov) prediction. Writes a table, "
-        "covariance.png and covariance.json.",
+        "covariance.json and covariance.png.",
     )
     demo.add_argument("--out", default="sgdsde-output/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--sampling", default="subset", choices=["subset", "iid", "epoch"],
                       help="minibatch scheme (default: %(default)s)")
-    demo.add_argument("--learning-rates", type=float, nargs="+", default=[0.025, 0.05, 0.1, 0.2, 0.4])
-    demo.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
-    demo.add_argument("--replicas", type=int, default=1000, help="SGD replicas per configuration")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
+    demo.add_argument("--learning-rates", type=_positive, nargs="+", default=[0.025, 0.05, 0.1, 0.2, 0.4])
+    demo.add_argument("--batch-sizes", type=_integer(1), nargs="+", default=[8, 32])
+    demo.add_argument("--replicas", type=_integer(2), default=1000, help="SGD replicas per configuration")
+    demo.add_argument("--seed", type=_integer(0), default=0)
+    demo.set_defaults(func=_demo, parser=demo, aliases={})
     return parser
 
 
+def _name_the_option(message: str, parser: argparse.ArgumentParser, aliases: dict) -> str:
+    """A library message 'name: …' with ``name`` replaced by the option that sets it
+    ('batch_sizes: …' → '--batch-sizes: …'; a singular name matches a plural option;
+    ``aliases``: other names)."""
+    name, sep, rest = message.partition(": ")
+    options = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    options |= {dest.removesuffix("s"): option for dest, option in options.items()} | aliases
+    return f"{options[name]}: {rest}" if sep and name in options else message
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (module docstring)."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UsageError(args.parser.prog, f"unrecognized arguments: {' '.join(extra)}")
+    except UsageError as err:
+        print(f"{err.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help
+        return int(done.code or 0)
+    from .experiments.output import OutputError
+
+    prog = args.parser.prog
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"sgdsde {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        if args.debug or os.environ.get("SGDSDE_DEBUG", "") not in ("", "0"):
+            raise
+        text = " ".join(str(err).split())
+        if isinstance(err, (UsageError, ValueError)):
+            status, line = 2, _name_the_option(text, args.parser, args.aliases)
+        elif isinstance(err, OutputError):
+            status, line = 1, text
+        else:
+            status, line = 1, f"{type(err).__name__}: {text} (run with --debug for the traceback)"
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

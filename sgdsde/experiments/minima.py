@@ -39,10 +39,10 @@ import numpy as np
 from .. import landscape, noise, observers, problems
 from .. import fokker_planck as fp
 from ..hyper import Hyper
-from ..plotting import save_experiment
 from ..runner import run
 from ..sde import euler_maruyama
 from ..steppers import sgd
+from .output import check_out_dir, save_outputs
 
 __all__ = ["LANDSCAPES", "load_landscape", "build_problem", "minima_selection", "format_table", "plot", "main"]
 
@@ -89,7 +89,12 @@ def load_landscape(name_or_path: str) -> dict:
         raise ValueError(
             f"landscape: {name_or_path!r} is neither a built-in landscape ({', '.join(LANDSCAPES)}) nor a JSON file"
         )
-    spec = json.loads(path.read_text())
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"landscape: cannot read {path} as JSON ({err})") from err
+    if not isinstance(spec, dict):
+        raise ValueError(f"landscape: {path} must hold a JSON object, got {type(spec).__name__}")
     required = ["centers", "levels", "hessians", "sigma2", "lower", "upper"]
     missing = [k for k in required if k not in spec]
     if missing:
@@ -117,7 +122,7 @@ def _log(progress: bool, message: str) -> None:
         print(f"sgdsde minima: {message}", file=sys.stderr, flush=True)
 
 
-def _check_settings(learning_rate, batch_sizes, num_examples, replicas, em_dt) -> list[int]:
+def _check_settings(learning_rate, batch_sizes, num_examples, replicas, escape_replicas, em_dt) -> list[int]:
     if not np.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"learning_rate: must be a finite number > 0, got {learning_rate!r}")
     if any(int(s) != s for s in batch_sizes):
@@ -125,8 +130,9 @@ def _check_settings(learning_rate, batch_sizes, num_examples, replicas, em_dt) -
     sizes = sorted({int(s) for s in batch_sizes})
     if not sizes or sizes[0] < 1 or sizes[-1] >= num_examples:
         raise ValueError(f"batch_sizes: need integers in [1, N − 1 = {num_examples - 1}], got {list(batch_sizes)}")
-    if int(replicas) < 2:
-        raise ValueError(f"replicas: need at least 2 (standard errors come from the spread), got {replicas}")
+    for count, name in ((replicas, "replicas"), (escape_replicas, "escape_replicas")):
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 2:
+            raise ValueError(f"{name}: need an integer ≥ 2 (standard errors come from the spread), got {count!r}")
     if not 0 < em_dt <= 1:
         raise ValueError(f"em_dt: the Euler–Maruyama step must be in (0, 1] SGD steps, got {em_dt!r}")
     return sizes
@@ -310,11 +316,11 @@ def minima_selection(
     """
     began = time.perf_counter()
     spec = load_landscape(landscape_spec) if isinstance(landscape_spec, str) else dict(landscape_spec)
+    num_examples, sigma2 = int(spec["num_examples"]), float(spec["sigma2"])
+    sizes = _check_settings(learning_rate, batch_sizes, num_examples, replicas, escape_replicas, em_dt)
     problem = build_problem(spec, seed)
     info = problem.info
     loss, classify, num_basins = info["loss"], info["classify"], int(info["num_basins"])
-    num_examples, sigma2 = int(spec["num_examples"]), float(spec["sigma2"])
-    sizes = _check_settings(learning_rate, batch_sizes, num_examples, replicas, em_dt)
     sizes_arr = np.array(sizes, float)
     noise_scale = learning_rate / sizes_arr
     noise_eff = noise_scale * (num_examples - sizes_arr) / (num_examples - 1)  # subset sampling
@@ -623,5 +629,7 @@ def plot(results: dict):
 
 
 def main(out: str = "sgdsde-output/minima", **kwargs) -> dict:
-    """Run :func:`minima_selection`, print the table, write minima.png and minima.json."""
-    return save_experiment(minima_selection(**kwargs), out, "minima", plot, format_table)
+    """Check ``out`` (before any work), run :func:`minima_selection`, write minima.json,
+    print the table, write minima.png (:func:`~sgdsde.experiments.output.save_outputs`)."""
+    out = check_out_dir(out, files=("minima.json", "minima.png"))
+    return save_outputs(minima_selection(**kwargs), out, "minima", plot, format_table)

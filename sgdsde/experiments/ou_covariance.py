@@ -19,9 +19,9 @@ import numpy as np
 
 from .. import observers, problems, theory
 from ..hyper import Hyper
-from ..plotting import save_experiment
 from ..runner import run
 from ..steppers import sgd
+from .output import check_out_dir, save_outputs
 
 __all__ = ["default_problem_spec", "stationary_covariance", "format_table", "plot", "main"]
 
@@ -165,5 +165,7 @@ def plot(results: dict):
 
 
 def main(out: str | Path = "sgdsde-output/demo", **kwargs) -> dict:
-    """Run, print the table, write ``covariance.png`` and ``covariance.json`` in ``out``."""
-    return save_experiment(stationary_covariance(**kwargs), out, "covariance", plot, format_table)
+    """Check ``out`` (before any work), run, write ``covariance.json``, print the table,
+    write ``covariance.png``."""
+    out = check_out_dir(out, files=("covariance.json", "covariance.png"))
+    return save_outputs(stationary_covariance(**kwargs), out, "covariance", plot, format_table)

@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import compare, noise, problems
-from ..plotting import save_experiment
 from ..sde import euler_maruyama
 from ..steppers import sgd
+from .output import check_out_dir, save_outputs
 
 __all__ = ["default_spec", "sgd_vs_sde", "format_table", "plot", "main"]
 
@@ -317,5 +317,7 @@ def plot(results: dict):
 
 
 def main(out: str | Path = "sgdsde-output/sgd_vs_sde", **kwargs) -> dict:
-    """Run, print the table, write ``sgd_vs_sde.png`` and ``sgd_vs_sde.json`` in ``out``."""
-    return save_experiment(sgd_vs_sde(**kwargs), out, "sgd_vs_sde", plot, format_table)
+    """Check ``out`` (before any work), run, write ``sgd_vs_sde.json``, print the table,
+    write ``sgd_vs_sde.png``."""
+    out = check_out_dir(out, files=("sgd_vs_sde.json", "sgd_vs_sde.png"))
+    return save_outputs(sgd_vs_sde(**kwargs), out, "sgd_vs_sde", plot, format_table)
