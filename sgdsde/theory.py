@@ -8,15 +8,19 @@ correlated inside an epoch (Cov(ξ_j, ξ_k) = −C/(N−1), j ≠ k).
 Clocks. Times are SGD steps (t = k) unless a function says otherwise; the SME clock
 is t_sme = η · t_steps. Covariances are in parameter units and carry no clock.
 
-Every function is pure ``jax.numpy``: it can be jitted, differentiated and vmapped,
+Every function can be jitted, differentiated and vmapped (all pure ``jax.numpy`` except
+the matrix-equation solves below, which are host callbacks with JAX derivative rules),
 and its result has the floating dtype of its inputs (float32 or float64). Bad input
 raises ``ValueError`` naming the argument; value checks (positivity, stability) run
 only where the inputs are concrete, so they never break ``jax.jit``.
 
-Linear matrix equations are solved with a Kronecker (vec) linear solve of size d²,
-fine up to d ≈ 50. The discrete equations are solved in their "shifted" form
+Linear matrix equations are solved in O(d³) on the host in float64 (``jax.pure_callback``
+inside ``lax.custom_linear_solve``, so jit, vmap and derivatives still work): in A's
+eigenbasis when A is symmetric, otherwise by Bartels–Stewart (scipy's Schur-based
+``solve_continuous_lyapunov``). The discrete equations are solved in their "shifted" form
 (e.g. AΣ + ΣAᵀ − η AΣAᵀ = (η/S) C instead of Σ = PΣPᵀ + (η²/S) C), which avoids the
-cancellation in I − P⊗P when η is small.
+cancellation in I − P⊗P when η is small; heavy-ball momentum, for a non-symmetric A, through
+the 2d × 2d Stein equation of the state (θ, v).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Literal, NamedTuple, Sequence, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax import lax
 from jax.scipy.linalg import expm
 from jaxtyping import Array, ArrayLike, Float
@@ -171,50 +176,109 @@ def _check_sgd_stable(hessian, learning_rate, momentum=0.0) -> None:
         )
 
 
-def _kron_solve(
-    terms: Sequence[tuple[object, Array, Array]], q: Float[Array, "d d"]
-) -> Float[Array, "d d"]:
-    """Solve Σ_i c_i L_i X R_iᵀ = Q by a d² linear solve (row-major vec: L⊗R).
+# Linear matrix equations L(X) = Q with L(X) = Σ_kl P_kl A^k X (Aᵀ)^l, p(x, y) = Σ P_kl x^k y^l:
+#   "stein"       p = x + y − γ x y                 (A X + X Aᵀ − γ A X Aᵀ; γ = 0: continuous)
+#   "heavy_ball"  p = (1+β)(x + y) − η x y + ηβ/(1−β)² (x − y)²
+# Symmetric A = U diag(λ) Uᵀ: X = U [(Uᵀ Q U)_ij / p(λ_i, λ_j)] Uᵀ (eigh, O(d³)). Otherwise
+# Bartels–Stewart (scipy's Schur-based solve_continuous_lyapunov, O(d³)) after the Cayley
+# transform below. Both run on the host (pure_callback) inside lax.custom_linear_solve, whose
+# matvec is L itself: jit, vmap, and forward/reverse derivatives in A, Q and the coefficients
+# (implicit differentiation, dX = L⁻¹(dQ − dL X)) all work.
+_KINDS = ("stein", "heavy_ball")
 
-    The operator must commute with transposition (terms symmetric under L↔R), so Q's
-    symmetric and antisymmetric parts are solved separately: a symmetric Q gives an
-    exactly symmetric X.
+
+def _symbol(kind: str, coefs, x, y):
+    """p(x, y) of the operator (numpy or jax arrays)."""
+    if kind == "stein":
+        (gamma,) = coefs
+        return x + y - gamma * x * y
+    eta, beta = coefs
+    return (1 + beta) * (x + y) - eta * x * y + (eta * beta / (1 - beta) ** 2) * (x - y) ** 2
+
+
+def _apply(kind: str, coefs, a, x):
+    """L(X). The double commutator [A, [A, X]] is applied as A D − D Aᵀ with D = AX − XAᵀ, so
+    its large coefficient ηβ/(1−β)² multiplies a term that is exactly zero where it should be
+    (d = 1, A ∝ I), not a cancellation."""
+    ax, xa = a @ x, x @ a.T
+    if kind == "stein":
+        (gamma,) = coefs
+        return ax + xa - gamma * (a @ xa)
+    eta, beta = coefs
+    comm = ax - xa
+    return (1 + beta) * (ax + xa) - eta * (a @ xa) + (eta * beta / (1 - beta) ** 2) * (a @ comm - comm @ a.T)
+
+
+def _stein_schur(n: np.ndarray, w: np.ndarray, gamma: float) -> np.ndarray:
+    """Solve N X + X Nᵀ − γ N X Nᵀ = W for a general N (float64, O(d³)).
+
+    With M = I − (γ/2) N the left side is N X Mᵀ + M X Nᵀ; M and N commute, so
+    (M⁻¹N) X + X (M⁻¹N)ᵀ = M⁻¹ W M⁻ᵀ: a continuous Lyapunov equation (Cayley transform),
+    formed from N itself, so nothing cancels when N is small (X = PXPᵀ + W, P = I − N, at
+    small steps). Solved by Bartels–Stewart (scipy.linalg.solve_continuous_lyapunov).
     """
-    return _vec_solve(sum(c * jnp.kron(left, right) for c, left, right in terms), q)
+    if gamma != 0.0:
+        m = np.eye(n.shape[0]) - (0.5 * gamma) * n
+        n = np.linalg.solve(m, n)
+        w = np.linalg.solve(m, np.linalg.solve(m, w).T).T
+    return scipy.linalg.solve_continuous_lyapunov(n, w)
 
 
-@jax.jit
-def _vec_solve(k: Float[Array, "dd dd"], q: Float[Array, "d d"]) -> Float[Array, "d d"]:
-    """Solve K vec(X) = vec(Q) (row-major vec), K commuting with transposition."""
-    d = q.shape[-1]
-    q_sym = 0.5 * (q + q.T)
-    q_anti = 0.5 * (q - q.T)
-    sol = jnp.linalg.solve(k, jnp.stack([q_sym.reshape(-1), q_anti.reshape(-1)], axis=-1))
-    x_sym = sol[:, 0].reshape(d, d)
-    x_anti = sol[:, 1].reshape(d, d)
-    return 0.5 * (x_sym + x_sym.T) + 0.5 * (x_anti - x_anti.T)
+def _host_solve(kind: str, a, q, *coefs) -> np.ndarray:
+    """L(X) = Q on the host in float64 (see the comment above ``_KINDS``); result in Q's dtype.
+
+    Symmetric Q gives an exactly symmetric X (antisymmetric: antisymmetric), as L commutes
+    with transposition.
+    """
+    dtype = np.asarray(q).dtype
+    a, q = np.asarray(a, np.float64), np.asarray(q, np.float64)
+    coefs = tuple(float(c) for c in coefs)
+    if np.array_equal(a, a.T):
+        lam, u = np.linalg.eigh(a)
+        x = u @ ((u.T @ q @ u) / _symbol(kind, coefs, lam[:, None], lam[None, :])) @ u.T
+    elif kind == "stein":
+        x = _stein_schur(a, q, coefs[0])
+    else:
+        # θ-block of the 2d × 2d Stein equation Z = M Z Mᵀ + W of the state (θ, v),
+        # M = [[I − ηA, βI], [−ηA, βI]] (heavy ball, see sgd_stationary_cov), written with
+        # N = I − M; W = c [[Q, Q], [Q, Q]] with c = η(1−β)/(1+β) gives L(Z_θθ) = Q for every Q
+        # (A's eigenpairs decouple both equations into the same scalar ones).
+        eta, beta = coefs
+        d, eye = a.shape[0], np.eye(a.shape[0])
+        n = np.block([[eta * a, -beta * eye], [eta * a, (1 - beta) * eye]])
+        w = np.tile(q * (eta * (1 - beta) / (1 + beta)), (2, 2))
+        x = _stein_schur(n, w, 1.0)[:d, :d]
+    if np.array_equal(q, q.T):
+        x = 0.5 * (x + x.T)
+    elif np.array_equal(q, -q.T):
+        x = 0.5 * (x - x.T)
+    return x.astype(dtype)
+
+
+def _solve(kind: str, a: Float[Array, "d d"], q: Float[Array, "d d"], *coefs) -> Float[Array, "d d"]:
+    """X with L(X) = Q, L of ``kind`` with coefficients ``coefs`` (O(d³), differentiable)."""
+    coefs = tuple(jnp.asarray(c, q.dtype) for c in coefs)
+
+    def host(m):
+        def solve(_, rhs):
+            out = jax.ShapeDtypeStruct(rhs.shape, rhs.dtype)
+            return jax.pure_callback(partial(_host_solve, kind), out, m, rhs, *coefs, vmap_method="sequential")
+
+        return solve
+
+    # L's adjoint (Frobenius inner product) is the same operator of Aᵀ: p is symmetric.
+    return lax.custom_linear_solve(lambda x: _apply(kind, coefs, a, x), q, host(a), host(a.T))
 
 
 def _shifted_discrete(b, eta, rhs):
     """Solve B X + X Bᵀ − η B X Bᵀ = R, i.e. X = (I − ηB) X (I − ηB)ᵀ + η R."""
-    eye = jnp.eye(b.shape[0], dtype=b.dtype)
-    return _kron_solve([(1.0, b, eye), (1.0, eye, b), (-eta, b, b)], rhs)
+    return _solve("stein", b, rhs, eta)
 
 
 def _heavy_ball_cov(a, rhs, eta, beta):
     """θ-block of the heavy-ball stationary covariance (β = 0: plain SGD); see
-    :func:`sgd_stationary_cov` for the equation.
-
-    The double commutator [A, [A, Σ]] is applied as D² with D = A⊗I − I⊗A rather than
-    A²⊗I + I⊗A² − 2A⊗A: its large coefficient ηβ/(1−β)² then multiplies an operator
-    that is exactly zero where it should be (d = 1, A ∝ I), not a cancellation.
-    """
-    eye = jnp.eye(a.shape[0], dtype=a.dtype)
-    left, right = jnp.kron(a, eye), jnp.kron(eye, a)
-    diff = left - right
-    k = (1 + beta) * (left + right) - eta * jnp.kron(a, a)
-    k = k + (eta * beta / (1 - beta) ** 2) * (diff @ diff)
-    return _vec_solve(k, rhs * ((1 + beta) / (1 - beta)))
+    :func:`sgd_stationary_cov` for the equation."""
+    return _solve("heavy_ball", a, rhs * ((1 + beta) / (1 - beta)), eta, beta)
 
 
 @partial(jax.jit, static_argnums=(3,))
@@ -260,23 +324,26 @@ def _square_pair(m, q, name: str):
 
 
 def continuous_lyapunov(a: Float[ArrayLike, "d d"], q: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
-    """Solve A X + X Aᵀ = Q for a general square A (Kronecker-sum solve, d² unknowns).
+    """Solve A X + X Aᵀ = Q for a general square A in O(d³).
 
-    The solution is unique iff no two eigenvalues of A sum to zero. A symmetric Q gives an
-    exactly symmetric X.
+    Symmetric A = U diag(λ) Uᵀ: X_ij = (UᵀQU)_ij / (λ_i + λ_j) in A's eigenbasis; otherwise
+    Bartels–Stewart (Schur form of A). The solution is unique iff no two eigenvalues of A sum
+    to zero. A symmetric Q gives an exactly symmetric X.
     """
-    a, q, eye = _square_pair(a, q, "a")
-    return _kron_solve([(1.0, a, eye), (1.0, eye, a)], q)
+    a, q, _ = _square_pair(a, q, "a")
+    return _solve("stein", a, q, 0.0)
 
 
 def discrete_lyapunov(p: Float[ArrayLike, "d d"], q: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
-    """Solve X = P X Pᵀ + Q, i.e. (I − P⊗P) vec X = vec Q (d² unknowns).
+    """Solve X = P X Pᵀ + Q in O(d³).
 
-    Unique iff no product of two eigenvalues of P equals 1; for spectral radius ρ(P) < 1
-    it is Σ_k P^k Q (P^k)ᵀ. A symmetric Q gives an exactly symmetric X.
+    Written as N X + X Nᵀ − N X Nᵀ = Q with N = I − P and solved in N's eigenbasis
+    (symmetric P) or by the Cayley transform to a continuous Lyapunov equation and
+    Bartels–Stewart. Unique iff no product of two eigenvalues of P equals 1; for spectral
+    radius ρ(P) < 1 it is Σ_k P^k Q (P^k)ᵀ. A symmetric Q gives an exactly symmetric X.
     """
     p, q, eye = _square_pair(p, q, "p")
-    return _kron_solve([(1.0, eye, eye), (-1.0, p, p)], q)
+    return _solve("stein", eye - p, q, 1.0)
 
 
 # ------------------------------------------------------------------ stationary covariances
