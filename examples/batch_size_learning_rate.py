@@ -28,7 +28,7 @@ batch size is traced and masked at S_max = 320).
   vmapped over the grid), falls as η/S rises (ρ < 0 expected).
 
 Prints a table and writes batch_size_learning_rate.png and .json in the output folder
-(``sgdsde.plotting.save_experiment``). Defaults take about 3–5 minutes on two shared CPU
+(``sgdsde.experiments.output.save_outputs``: the JSON first, then the figure). Defaults take about 3–5 minutes on two shared CPU
 cores; --quick (a 6 × 6 grid, 300 steps) well under a minute.
 """
 
@@ -45,7 +45,8 @@ import sgdsde as sd
 import sgdsde.nn as snn
 from sgdsde import curvature
 from sgdsde.nn import data, metrics
-from sgdsde.plotting import save_experiment
+from sgdsde.cli import integer_at_least
+from sgdsde.experiments.output import check_out_dir, save_outputs
 
 STEM = "batch_size_learning_rate"
 HIDDEN = (64, 32)
@@ -198,22 +199,26 @@ def plot(results: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", default="sgdsde-output/batch_size_learning_rate", help="output folder (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=None, help="SGD steps for every configuration (default 1000; 300 with --quick)")
-    parser.add_argument("--grid-size", type=int, default=None, help="n learning rates × n batch sizes, 2 ≤ n ≤ 20 (default 20; 6 with --quick)")
-    parser.add_argument("--replicas", type=int, default=1, help="replicas per configuration (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=integer_at_least(1), default=None,
+                        help="SGD steps for every configuration (default 1000; 300 with --quick)")
+    parser.add_argument("--grid-size", type=integer_at_least(2), default=None,
+                        help="n learning rates × n batch sizes, 2 ≤ n ≤ 20 (default 20; 6 with --quick)")
+    parser.add_argument("--replicas", type=integer_at_least(1), default=1, help="replicas per configuration (default 1)")
+    parser.add_argument("--seed", type=integer_at_least(0), default=0)
     parser.add_argument("--quick", action="store_true", help="a 6 × 6 grid and 300 steps")
     args = parser.parse_args(argv)
     steps = args.steps if args.steps is not None else (300 if args.quick else 1000)
     grid_size = args.grid_size if args.grid_size is not None else (6 if args.quick else 20)
-    if not 2 <= grid_size <= 20:
+    if grid_size > 20:
         parser.error(f"--grid-size: must lie in [2, 20], got {grid_size}")
-    if steps < 1 or args.replicas < 1:
-        parser.error("--steps and --replicas: must be ≥ 1")
+    try:
+        out = check_out_dir(args.out, "--out", files=(f"{STEM}.json", f"{STEM}.png"))
+    except ValueError as err:
+        parser.error(str(err))
     results = experiment(steps=steps, grid_size=grid_size, replicas=args.replicas, seed=args.seed)
-    return save_experiment(results, args.out, STEM, plot, table)
+    return save_outputs(results, out, STEM, plot, table)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ import numpy as np
 
 import sgdsde as sd
 import sgdsde.fokker_planck as fp
-from sgdsde.plotting import save_experiment
+from sgdsde.experiments.output import check_out_dir, save_outputs
 
 SPEC = {
     "centers": [[-1.0, 0.0], [1.5, 0.0]],  # well 0: deep and sharp; well 1: shallow and wide
@@ -306,17 +306,22 @@ def plot(results: dict):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", default="sgdsde-output/fokker_planck_minima",
                         help="output folder (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="coarser grid (96 × 86) and fewer (η, S) points")
     args = parser.parse_args(argv)
+    stem = "fokker_planck_minima"
+    try:
+        out = check_out_dir(args.out, "--out", files=(f"{stem}.json", f"{stem}.png"))
+    except ValueError as err:
+        parser.error(str(err))
     spec = {**SPEC, **(QUICK if args.quick else {})}
     started = time.perf_counter()
     results = minima_experiment(spec)
     results["seconds"] = time.perf_counter() - started
     print(f"({results['seconds']:.0f} s)")
-    return save_experiment(results, args.out, "fokker_planck_minima", plot, format_table)
+    return save_outputs(results, out, stem, plot, format_table)
 
 
 if __name__ == "__main__":

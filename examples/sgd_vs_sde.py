@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import argparse
 
+from sgdsde.cli import integer_at_least
 from sgdsde.experiments import sgd_vs_sde
+from sgdsde.experiments.output import check_out_dir
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", default="sgdsde-output/sgd_vs_sde", help="output folder (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="fewer learning rates, shorter window, no Gaussian SGD, 1000 replicas")
-    parser.add_argument("--replicas", type=int, default=None, help="replicas per configuration (default 4000; 1000 with --quick)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=integer_at_least(2), default=None,
+                        help="replicas per configuration (default 4000; 1000 with --quick)")
+    parser.add_argument("--seed", type=integer_at_least(0), default=0)
     args = parser.parse_args(argv)
     replicas = args.replicas or (1000 if args.quick else 4000)
+    try:  # sgd_vs_sde.main checks the folder first too; here it becomes a usage error
+        check_out_dir(args.out, "--out")
+    except ValueError as err:
+        parser.error(str(err))
     return sgd_vs_sde.main(out=args.out, replicas=replicas, seed=args.seed, quick=args.quick)
 
 

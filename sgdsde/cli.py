@@ -28,7 +28,7 @@ class UsageError(Exception):
         self.prog = prog
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse without abbreviated options, whose errors raise :class:`UsageError`."""
 
     def __init__(self, *args, **kwargs):
@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message.removeprefix("argument "))
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
+def integer_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer ≥ ``minimum``."""
     wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer ≥ {minimum}")
 
@@ -55,7 +55,7 @@ def _integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
     """An argparse type: a finite number > 0."""
     try:
         value = float(text)
@@ -109,9 +109,9 @@ def _minima(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
+    parser = Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
     sub = parser.add_subparsers(dest="command", required=True)
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also: environment variable SGDSDE_DEBUG=1)")
     mini = sub.add_parser(
@@ -127,20 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     mini.add_argument("--landscape", default="sharp-wide",
                       help="built-in landscape (sharp-wide, sharp-wide-high-barrier) or a JSON file with centers, "
                       "levels, hessians, softness, sigma2, num_examples, lower, upper (default: %(default)s)")
-    mini.add_argument("--learning-rate", type=_positive, default=0.025, help="η (default: %(default)s)")
-    mini.add_argument("--batch-sizes", type=_integer(1), nargs="+", default=None,
+    mini.add_argument("--learning-rate", type=positive_number, default=0.025, help="η (default: %(default)s)")
+    mini.add_argument("--batch-sizes", type=integer_at_least(1), nargs="+", default=None,
                       help="batch sizes S; the noise levels are n = η/S (default: 2 3 4 5 6)")
-    mini.add_argument("--noise", type=_positive, nargs=2, metavar=("N_MIN", "N_MAX"), default=None,
+    mini.add_argument("--noise", type=positive_number, nargs=2, metavar=("N_MIN", "N_MAX"), default=None,
                       help="noise range instead of --batch-sizes: S = round(η/n) for --points log-spaced n")
-    mini.add_argument("--points", type=_integer(1), default=None,
+    mini.add_argument("--points", type=integer_at_least(1), default=None,
                       help="noise levels with --noise (default: 5)")
-    mini.add_argument("--replicas", type=_integer(2), default=512, help="SGD and EM replicas (default: %(default)s)")
-    mini.add_argument("--escape-replicas", type=_integer(2), default=256,
+    mini.add_argument("--replicas", type=integer_at_least(2), default=512, help="SGD and EM replicas (default: %(default)s)")
+    mini.add_argument("--escape-replicas", type=integer_at_least(2), default=256,
                       help="replicas for escape times (default: %(default)s)")
-    mini.add_argument("--em-dt", type=_positive, default=0.25,
+    mini.add_argument("--em-dt", type=positive_number, default=0.25,
                       help="Euler–Maruyama step in SGD steps, at most 1 (default: %(default)s)")
     mini.add_argument("--out", default="sgdsde-output/minima", help="output folder (default: %(default)s)")
-    mini.add_argument("--seed", type=_integer(0), default=0)
+    mini.add_argument("--seed", type=integer_at_least(0), default=0)
     mini.add_argument("--quiet", action="store_true", help="no progress lines")
     mini.set_defaults(func=_minima, parser=mini, aliases={"noise range": "--noise"})
     demo = sub.add_parser(
@@ -155,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="sgdsde-output/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--sampling", default="subset", choices=["subset", "iid", "epoch"],
                       help="minibatch scheme (default: %(default)s)")
-    demo.add_argument("--learning-rates", type=_positive, nargs="+", default=[0.025, 0.05, 0.1, 0.2, 0.4])
-    demo.add_argument("--batch-sizes", type=_integer(1), nargs="+", default=[8, 32])
-    demo.add_argument("--replicas", type=_integer(2), default=1000, help="SGD replicas per configuration")
-    demo.add_argument("--seed", type=_integer(0), default=0)
+    demo.add_argument("--learning-rates", type=positive_number, nargs="+", default=[0.025, 0.05, 0.1, 0.2, 0.4])
+    demo.add_argument("--batch-sizes", type=integer_at_least(1), nargs="+", default=[8, 32])
+    demo.add_argument("--replicas", type=integer_at_least(2), default=1000, help="SGD replicas per configuration")
+    demo.add_argument("--seed", type=integer_at_least(0), default=0)
     demo.set_defaults(func=_demo, parser=demo, aliases={})
     return parser
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["to_jsonable", "write_json", "save_figure", "save_experiment"]
+__all__ = ["to_jsonable", "write_json", "save_figure"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -51,14 +51,3 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def save_experiment(results: dict, out: str | os.PathLike, stem: str, plot, table) -> dict:
-    """Print ``table(results)``, write ``<stem>.json`` and ``<stem>.png`` (``plot(results)``)
-    in ``out``, say where, and return the results (shared by the experiments' ``main``)."""
-    print(table(results))
-    out = Path(out)
-    json_path = write_json(out / f"{stem}.json", results)
-    png_path = save_figure(plot(results), out / f"{stem}.png")
-    print(f"wrote {png_path} and {json_path}")
-    return results

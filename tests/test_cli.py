@@ -212,3 +212,25 @@ def test_unknown_command_and_help(capsys):
     assert "invalid choice: 'bogus'" in _one_line_error(capsys, "sgdsde: error: command: ")
     assert cli.main(["minima", "--help"]) == 0
     assert "--noise N_MIN N_MAX" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["sgd_vs_sde", "batch_size_learning_rate", "fokker_planck_minima"])
+def test_example_scripts_check_options_before_any_work(script, tmp_path, capsys):
+    """The example scripts share the command line's checks: no abbreviations, and --out is
+    checked before anything runs (an existing file where a folder is wanted)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as done:
+        module.main(["--qui"])
+    assert done.value.code == 2 and "unrecognized arguments: --qui" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as done:
+        module.main(["--out", str(blocker)])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "--out:" in err and "is not a folder" in err
