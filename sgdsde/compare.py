@@ -51,6 +51,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax.flatten_util import ravel_pytree
 
 from . import observers as obs_lib
@@ -509,16 +510,18 @@ def fit_order(learning_rates, gaps, covariance, *, use=None, confidence: float =
     x, y, d = np.log(eta[use]), np.log(np.abs(gaps[use])), gaps[use]
     v = cov[np.ix_(use, use)] / np.outer(d, d)
     design = np.stack([np.ones_like(x), x], axis=1)
-    try:
-        vinv = np.linalg.inv(v)
-        info = design.T @ vinv @ design
-        beta_cov = np.linalg.inv(info)
-    except np.linalg.LinAlgError:
-        vinv = np.diag(1 / np.diag(v))
-        beta_cov = np.linalg.inv(design.T @ vinv @ design)
-    beta = beta_cov @ design.T @ vinv @ y
-    resid = y - design @ beta
-    chi2 = float(resid @ vinv @ resid)
+    try:  # whiten by V = LLᵀ, then ordinary least squares: no explicit V⁻¹ or normal equations
+        chol = np.linalg.cholesky(v)
+    except np.linalg.LinAlgError:  # singular V: weights from the variances alone
+        chol = np.diag(np.sqrt(np.diag(v)))
+    white_design = scipy.linalg.solve_triangular(chol, design, lower=True)
+    white_y = scipy.linalg.solve_triangular(chol, y, lower=True)
+    beta, _, _, _ = np.linalg.lstsq(white_design, white_y, rcond=None)
+    r_factor = np.linalg.qr(white_design, mode="r")  # Cov(β) = (XᵀV⁻¹X)⁻¹ = R⁻¹R⁻ᵀ
+    r_inv = scipy.linalg.solve_triangular(r_factor, np.eye(2))
+    beta_cov = r_inv @ r_inv.T
+    resid = white_y - white_design @ beta
+    chi2 = float(resid @ resid)
     dof = int(use.sum()) - 2
     stderr_mc = float(np.sqrt(beta_cov[1, 1]))
     inflate = math.sqrt(chi2 / dof) if dof > 0 and chi2 > dof else 1.0
