@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, Int
 
 PyTree = Any
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "NotScalarError"]
 
 
 def _num_examples(data: PyTree) -> int:
@@ -99,12 +99,12 @@ class Problem:
     # ------------------------------------------------------------------ losses
     def per_example_losses(self, params: PyTree) -> Float[Array, " N"]:
         """l_i(θ) for every example, shape (N,)."""
-        return jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, self.data)
+        return _scalar_per_example(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, self.data))
 
     def _regularization(self, params: PyTree) -> Array:
         if self.regularizer is None:
             return jnp.zeros((), dtype=_float_dtype(params))
-        return self.regularizer(params)
+        return _scalar(self.regularizer(params), "regularizer")
 
     def weighted_loss(self, params: PyTree, weights: Float[Array, " N"]) -> Array:
         """Σ_i w_i l_i(θ) over the whole data set (no regulariser)."""
@@ -113,7 +113,7 @@ class Problem:
     def data_loss(self, params: PyTree) -> Array:
         """(1/N) Σ_i l_i(θ), from ``full_loss`` when given."""
         if self.full_loss is not None:
-            return self.full_loss(params)
+            return _scalar(self.full_loss(params), "full_loss")
         return jnp.mean(self.per_example_losses(params))
 
     def loss(self, params: PyTree) -> Array:
@@ -129,7 +129,7 @@ class Problem:
     ) -> Array:
         """Σ_b w_b l_{i_b}(θ) + R(θ) for a minibatch given by indices and weights."""
         batch = jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), self.data)
-        losses = jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, batch)
+        losses = _scalar_per_example(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, batch))
         return jnp.sum(weights * losses) + self._regularization(params)
 
     def minibatch_grad(
@@ -181,7 +181,13 @@ class Problem:
 
     # ------------------------------------------------------------ validation
     def check_params(self, params: PyTree, name: str = "init_params") -> None:
-        """Raise ValueError if params are non-finite or do not fit the loss (no compile)."""
+        """Raise ValueError if params are non-finite or do not fit the loss (no compile).
+
+        The user functions are checked here, where params are first known (a Problem is
+        built without them): ``per_example_loss``, ``regularizer`` and ``full_loss`` must
+        each return a floating-point scalar (per example), else :class:`NotScalarError`
+        (a ValueError) names the function. ``loss``, ``grad`` and the minibatch methods
+        check the same while tracing, so a direct call fails just as clearly."""
         leaves = jax.tree_util.tree_leaves(params)
         if not leaves:
             raise ValueError(f"{name}: empty parameter pytree")
@@ -193,34 +199,40 @@ class Problem:
                 raise ValueError(f"{name}: parameters must be floating point, got dtype {arr.dtype}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
-        shapes = {}
-        for what, fn in self._scalar_functions():
-            try:
-                shapes[what] = jax.eval_shape(fn, params)
-            except Exception as err:  # shape errors surface here, before any compile
-                raise ValueError(
-                    f"{name}: does not fit the problem's {what} "
-                    f"(evaluating it failed: {type(err).__name__}: {err})"
-                ) from err
-        for what, out in shapes.items():
-            expected = (self.num_examples,) if what == "per_example_loss" else ()
-            got = getattr(out, "shape", None)
-            if got != expected or not jnp.issubdtype(getattr(out, "dtype", np.int32), jnp.inexact):
-                if got is None:
-                    shown = f"a {type(out).__name__}"
-                elif what == "per_example_loss" and got[:1] == (self.num_examples,):
-                    shown = f"shape {got[1:]} per example, dtype {out.dtype}"
-                else:
-                    shown = f"shape {got}, dtype {out.dtype}"
-                raise ValueError(f"{what}: must return a floating-point scalar, got {shown}")
+        try:  # every user function runs here (abstractly), so shape errors surface now
+            jax.eval_shape(self.per_example_losses, params)
+            jax.eval_shape(self.loss, params)
+        except NotScalarError:
+            raise
+        except Exception as err:
+            raise ValueError(
+                f"{name}: does not fit the problem's per_example_loss/data "
+                f"(evaluating the loss failed: {type(err).__name__}: {err})"
+            ) from err
 
-    def _scalar_functions(self):
-        """(name, fn(params)) for every user function that must give a scalar (per example)."""
-        yield "per_example_loss", self.per_example_losses
-        if self.regularizer is not None:
-            yield "regularizer", self.regularizer
-        if self.full_loss is not None:
-            yield "full_loss", self.full_loss
+
+class NotScalarError(ValueError):
+    """A user function (per_example_loss, regularizer, full_loss) does not return a
+    floating-point scalar."""
+
+
+def _scalar(value, what: str) -> Array:
+    """``value`` if it is a floating scalar; else ValueError naming ``what`` (a static
+    check of the shape, free under jit)."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape != () or not jnp.issubdtype(dtype, jnp.inexact):
+        shown = f"shape {shape}, dtype {dtype}" if shape is not None else f"a {type(value).__name__}"
+        raise NotScalarError(f"{what}: must return a floating-point scalar, got {shown}")
+    return value
+
+
+def _scalar_per_example(values) -> Array:
+    """The vmapped per-example losses, (B,): one floating scalar per example."""
+    shape, dtype = getattr(values, "shape", None), getattr(values, "dtype", None)
+    if shape is None or len(shape) != 1 or not jnp.issubdtype(dtype, jnp.inexact):
+        shown = f"shape {shape[1:]} per example, dtype {dtype}" if shape else f"a {type(values).__name__}"
+        raise NotScalarError(f"per_example_loss: must return a floating-point scalar, got {shown}")
+    return values
 
 
 def _float_dtype(params: PyTree):

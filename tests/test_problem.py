@@ -308,3 +308,15 @@ def test_check_params_names_the_function_that_is_not_scalar(which, kwargs):
         problem.check_params(jnp.ones(2))
     with pytest.raises(ValueError, match=f"^{which}: must return a floating-point scalar"):
         sd.run(jax.random.key(0), sd.sgd(), problem, sd.Hyper(0.1, 2), jnp.ones(2), 3)
+
+
+def test_direct_calls_name_the_function_that_is_not_scalar():
+    """loss / grad called directly (no check_params) fail while tracing, naming the function."""
+    problem = sd.Problem(lambda t, x: jnp.sum((t - x) ** 2), jnp.ones((5, 2)), regularizer=lambda t: t**2)
+    with pytest.raises(ValueError, match="^regularizer: must return a floating-point scalar, got shape \\(2,\\)"):
+        problem.loss(jnp.ones(2))
+    with pytest.raises(ValueError, match="^regularizer"):
+        jax.jit(problem.grad)(jnp.ones(2))
+    vector = sd.Problem(lambda t, x: t * x, jnp.ones((5, 2)))
+    with pytest.raises(ValueError, match="^per_example_loss: .*shape \\(2,\\) per example"):
+        vector.minibatch_grad(jnp.ones(2), jnp.arange(2), jnp.full(2, 0.5))
