@@ -218,7 +218,9 @@ class NotScalarError(ValueError):
 
 def _scalar(value, what: str) -> Array:
     """``value`` if it is a floating scalar; else ValueError naming ``what`` (a static
-    check of the shape, free under jit)."""
+    check of the shape, free under jit). A Python number is taken as a scalar."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = jnp.asarray(value, dtype=jnp.result_type(float))
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
     if shape != () or not jnp.issubdtype(dtype, jnp.inexact):
         shown = f"shape {shape}, dtype {dtype}" if shape is not None else f"a {type(value).__name__}"
