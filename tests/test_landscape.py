@@ -429,3 +429,74 @@ def test_bad_input_flagged_or_rejected(x64):
                                   noise_scale=0.1, sigma2=1.0)
     with pytest.raises(ValueError, match="starts"):
         ls.find_minima(_bad_loss, np.array([[np.nan]]))
+
+
+# ------------------------------------------------------------------ extreme parameters
+def _double_well_critical():
+    problem = sd.problems.double_well_1d(1.0, 1.0, 0.0, sigma2=1.0, num_examples=8, key=KEY)
+    info = problem.info
+    crit = [{"point": np.array([x]), "loss": v, "hessian": np.array([[h]])}
+            for x, v, h in zip(info["critical_points"], info["values"], info["curvatures"])]
+    return problem, crit
+
+
+@pytest.mark.parametrize(
+    "eta,batch,sigma2,limit",
+    [
+        (1e-200, 1.0, 1e-200, math.inf),  # temperature nσ²/2 = 5e-401 underflows: barrier/T overflows
+        (1e-3, 1e300, 1e-10, math.inf),  # n = 1e-303, nσ² underflows
+    ],
+)
+def test_kramers_extreme_parameters_give_limit_with_warning(eta, batch, sigma2, limit):
+    """Extreme but valid η, S, σ²: inf (or 0) with a LandscapeWarning naming the quantity and
+    the parameters, never a math domain / range error."""
+    _, crit = _double_well_critical()
+    with pytest.warns(ls.LandscapeWarning, match=r"kramers_escape_time.*(overflows|underflows).*learning_rate="):
+        t = ls.kramers_escape_time(crit[0], crit[1], learning_rate=eta, batch_size=batch, sigma2=sigma2)
+    assert t == limit
+
+
+def test_kramers_huge_rate_is_zero_with_warning():
+    """η = 1e300, |λ_s| = 1e300: rate η|λ_s|/2π · √(det H_A/|det H_s|) = 1e450/2π, so the time
+    1/k underflows: 0 (its limit) with a warning."""
+    minimum = {"loss": 0.0, "hessian": np.array([[1.0]])}
+    saddle = {"loss": 1.0, "hessian": np.array([[-1e300]])}
+    with pytest.warns(ls.LandscapeWarning, match=r"kramers_escape_time.*underflows.*learning_rate=1e\+300"):
+        t = ls.kramers_escape_time(minimum, saddle, learning_rate=1e300, batch_size=1.0, sigma2=1.0)
+    assert t == 0.0
+
+
+def test_kramers_huge_barrier_is_inf_with_warning():
+    """A barrier of 1e300 at temperature 1e-10: e^{barrier/T} is far beyond float64."""
+    minimum = {"loss": 0.0, "hessian": np.array([[1.0]])}
+    saddle = {"loss": 1e300, "hessian": np.array([[-1.0]])}
+    with pytest.warns(ls.LandscapeWarning, match=r"overflows.*sigma2="):
+        t = ls.kramers_escape_time(minimum, saddle, learning_rate=1e-5, batch_size=1.0, sigma2=2e-5)
+    assert t == math.inf
+
+
+@pytest.mark.parametrize("eta,batch,sigma2", [(1e-200, 1.0, 1e-200), (1e-160, 1.0, 1e-3)])
+def test_mean_first_passage_extreme_noise_is_inf_with_warning(x64, eta, batch, sigma2):
+    """Tiny η²σ²/S: log D is taken in logs (η²σ²/(2S) = 5e-601 and 5e-324 underflow), the time over a
+    barrier overflows: inf and a warning naming the parameters."""
+    problem, _ = _double_well_critical()
+    with pytest.warns(ls.LandscapeWarning, match=r"mean_first_passage_time_1d.*learning_rate="):
+        t = ls.mean_first_passage_time_1d(problem, -1.0, 1.0, learning_rate=eta, batch_size=batch,
+                                          sigma2=sigma2, lower=-3.0, points=101)
+    assert t.time == math.inf
+
+
+def test_critical_noise_tiny_sigma2_is_inf_with_warning():
+    """n* = 4 ΔL/(σ² Δlog det) with σ² Δlog det = 1e-330 (underflows to 0): inf with a warning."""
+    with pytest.warns(ls.LandscapeWarning, match=r"critical_noise n\*.*sigma2="):
+        cn = ls.critical_noise((1.0, 0.0, 0.0, 1e-30), 1e-300)
+    assert cn.noise_scale == math.inf
+
+
+def test_extreme_invalid_parameters_still_raise():
+    _, crit = _double_well_critical()
+    for bad in (-1e-300, 0.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="learning_rate"):
+            ls.kramers_escape_time(crit[0], crit[1], learning_rate=bad, batch_size=1.0, sigma2=1.0)
+        with pytest.raises(ValueError, match="sigma2"):
+            ls.critical_noise((1.0, 0.0, 0.0, 1.0), bad)

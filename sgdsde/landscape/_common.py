@@ -27,6 +27,21 @@ def warn(message: str) -> None:
     warnings.warn(message, LandscapeWarning, stacklevel=3)
 
 
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
+def exp_or_limit(log_value: float, quantity: str, params: str) -> float:
+    """e^{log_value}, or ``inf`` / 0.0 with a :class:`LandscapeWarning` naming the quantity and
+    the parameters when it overflows / underflows float64 (never an OverflowError)."""
+    if log_value > _LOG_MAX:
+        warn(f"{quantity} overflows float64 (log = {log_value:.6g}) at {params}: returning inf")
+        return math.inf
+    value = math.exp(log_value)
+    if value == 0.0 and log_value > -math.inf:
+        warn(f"{quantity} underflows float64 (log = {log_value:.6g}) at {params}: returning 0")
+    return value
+
+
 class CriticalPoint(NamedTuple):
     """One critical point θ_c (∇L(θ_c) ≈ 0) with its curvature, in float64 NumPy.
 

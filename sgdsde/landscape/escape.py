@@ -29,8 +29,10 @@ import numpy as np
 from ._common import (
     check_clock,
     check_loss_shape,
+    _LOG_MAX,
     check_positive,
     curvature_of,
+    exp_or_limit,
     format_point,
     positive_logdet,
     resolve_loss,
@@ -113,22 +115,26 @@ def kramers_escape_time(
     s2 = check_positive(sigma2, "sigma2")
     clock = check_clock(clock)
     l_a, logdet_a, saddles = _kramers_inputs(minimum, saddle)
-    temperature = 0.5 * (eta / s) * s2
+    params = f"learning_rate={eta:.6g}, batch_size={s:.6g}, sigma2={s2:.6g}"
+    # in logs throughout: η, S, σ² may be extreme where their products are not representable
+    log_temperature = math.log(0.5) + math.log(eta) - math.log(s) + math.log(s2)  # nσ²/2
     log_rates = []
     for l_s, lam_s, logabsdet_s in saddles:
-        if l_s - l_a < temperature:
+        log_barrier = math.log(l_s - l_a)
+        if log_barrier < log_temperature:
             warn(
-                f"kramers_escape_time: barrier {l_s - l_a:.3g} is below the temperature nσ²/2 = {temperature:.3g}; "
-                "Eyring–Kramers is asymptotic in barrier/temperature"
+                f"kramers_escape_time: barrier {l_s - l_a:.3g} is below the temperature nσ²/2 = "
+                f"{0.5 * (eta / s) * s2:.3g}; Eyring–Kramers is asymptotic in barrier/temperature"
             )
+        barrier_over_t = math.exp(min(log_barrier - log_temperature, _LOG_MAX))  # inf → capped
         log_rates.append(
-            math.log(eta * abs(lam_s) / (2 * math.pi)) + 0.5 * (logdet_a - logabsdet_s) - (l_s - l_a) / temperature
+            math.log(eta) + math.log(abs(lam_s)) - math.log(2 * math.pi) + 0.5 * (logdet_a - logabsdet_s) - barrier_over_t
         )
     top = max(log_rates)
     log_time = -(top + math.log(sum(math.exp(r - top) for r in log_rates)))
     if clock == "sme":
         log_time += math.log(eta)
-    return math.exp(log_time) if log_time < 709.0 else math.inf
+    return exp_or_limit(log_time, f"kramers_escape_time (clock={clock!r})", params)
 
 
 def _log_cumulative_trapezoid(logf: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -201,17 +207,27 @@ def mean_first_passage_time_1d(
     values = np.asarray(evaluate_on_points(fn, x[:, None]), np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"loss: not finite somewhere between {name} = {wall} and target = {c}")
-    n = eta / s
-    phi = 2.0 * values / (n * s2)  # U/D
-    log_d = math.log(eta * eta * s2 / (2 * s))
+    params = f"learning_rate={eta:.6g}, batch_size={s:.6g}, sigma2={s2:.6g}"
+    # U/D = 2L/(nσ²) and log D = log(η²σ²/(2S)) in logs: η, S, σ² may be extreme
+    with np.errstate(over="ignore", invalid="ignore"):
+        phi = values * math.exp(min(math.log(2.0) - math.log(eta) + math.log(s) - math.log(s2), _LOG_MAX))
+    if not np.all(np.isfinite(phi)):
+        warn(
+            f"mean_first_passage_time_1d: the temperature nσ²/2 underflows against the loss (U/D overflows) "
+            f"at {params}: returning inf"
+        )
+        return PassageTime(math.inf, math.nan, math.nan, math.inf, clock)
+    log_d = 2.0 * math.log(eta) + math.log(s2) - math.log(2.0) - math.log(s)
     start_index = n1 - 1
     fine = _log_passage(phi, np.abs(np.diff(x)), start_index)
     coarse = _log_passage(phi[::2], np.abs(np.diff(x[::2])), start_index // 2)
-    ratio = math.exp(coarse - fine)
-    correction = (1.0 - ratio) / 3.0
-    relative = abs(correction)
+    if coarse - fine < math.log(4.0):  # Richardson: T ≈ T_fine (1 + (1 − T_coarse/T_fine)/3)
+        correction = (1.0 - math.exp(coarse - fine)) / 3.0
+        relative = abs(correction)
+    else:  # the grids disagree by 4× or more: no extrapolation, no error estimate
+        correction, relative = 0.0, math.inf
     log_time = fine + math.log1p(correction) - log_d + (math.log(eta) if clock == "sme" else 0.0)
-    time = math.exp(log_time) if log_time < 709.0 else math.inf
+    time = exp_or_limit(log_time, f"mean_first_passage_time_1d (clock={clock!r})", params)
     well = phi[: start_index + 1].min()
     if math.exp(-(phi[0] - well)) > 1e-8:
         warn(

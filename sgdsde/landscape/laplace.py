@@ -24,13 +24,14 @@ Everything here is NumPy float64 post-processing of concrete minima (no tracing)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import NamedTuple, Sequence
 
 import numpy as np
 from jaxtyping import ArrayLike
 
-from ._common import check_noise, curvature_of, format_point, positive_logdet
+from ._common import check_noise, curvature_of, exp_or_limit, format_point, positive_logdet
 from .critical import Minima
 
 __all__ = [
@@ -175,7 +176,9 @@ def critical_noise(minima, sigma2: float, *, pair: Sequence[int] | None = None) 
     s2 = float(sigma2)
     dl, dd = la - lb, db - da  # A higher by dl; A flatter by dd (log det units)
     if dl * dd > 0:
-        n_star = float(4.0 * dl / (s2 * dd))
+        n_star = exp_or_limit(  # 4 dl/(σ² dd) in logs: σ² dd may underflow
+            math.log(4.0) + math.log(abs(dl)) - math.log(s2) - math.log(abs(dd)), "critical_noise n*", f"sigma2={s2:.6g}"
+        )
         flatter, deeper = (a, b) if dl > 0 else (b, a)
         return CriticalNoise(
             n_star, True, flatter, deeper, n_star / 4.0,
