@@ -22,14 +22,19 @@ d > (η/2S) tr(CA⁻¹) (the paper's Assumption 2): the numerator, as a function
 x = S/η, is tr(CA⁻¹)/x + 2d log x + const, smallest at x* = tr(CA⁻¹)/(2d).
 
 Dense linear algebra on d × d matrices, in float64 NumPy (a post-training analysis, not
-jitted): small models only (d up to a few thousand). Σ is solved in A's eigenbasis
-(A = U diag(a) Uᵀ: Σ = U [ (Uᵀ(η/S)CU)_ij / (a_i + a_j) ] Uᵀ, O(d³)), which equals
-:func:`sgdsde.theory.continuous_lyapunov` (a d²-unknown solve, d ≲ 50) for symmetric A.
+jitted): d up to a few thousand (O(d³): about a second per symmetric eigendecomposition at
+d = 2000). Σ is solved in A's eigenbasis (A = U diag(a) Uᵀ: Σ = U [ (Uᵀ(η/S)CU)_ij / (a_i + a_j) ] Uᵀ),
+which is what :func:`sgdsde.theory.continuous_lyapunov` does for a symmetric A.
+
+Extreme but valid η/S (its logarithm is what enters) give an infinite bound with a
+:class:`PacBayesRangeWarning` rather than an overflow: log det Σ = d log(η/S) + log det Σ₁,
+Σ₁ the solution for η/S = 1, is formed in logs.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,7 +45,11 @@ from .problem import Problem
 
 PyTree = Any
 
-__all__ = ["PacBayesBound", "bound", "bound_from_matrices", "lyapunov_sigma"]
+__all__ = ["PacBayesBound", "PacBayesRangeWarning", "bound", "bound_from_matrices", "lyapunov_sigma"]
+
+
+class PacBayesRangeWarning(RuntimeWarning):
+    """A bound or one of its terms overflowed float64 at extreme (valid) parameters: inf."""
 
 
 class PacBayesBound(NamedTuple):
@@ -154,6 +163,21 @@ _NOT_PD = (
 
 
 # ----------------------------------------------------------------------------- bounds
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
+def _gap(numerator: float, denominator: int, quantity: str, params: str) -> float:
+    """sqrt(max(numerator, 0)/denominator); inf with a PacBayesRangeWarning when a term overflowed."""
+    if not math.isfinite(numerator):
+        warnings.warn(
+            f"{quantity}: a term of the bound overflows float64 at {params}: the bound is inf (vacuous)",
+            PacBayesRangeWarning,
+            stacklevel=3,
+        )
+        return math.inf
+    return math.sqrt(max(numerator, 0.0) / denominator)
+
+
 def bound_from_matrices(
     hessian: Float[ArrayLike, "d d"],
     noise_cov: Float[ArrayLike, "d d"],
@@ -184,26 +208,31 @@ def bound_from_matrices(
         "the gradient covariance C is not positive definite, so Σ is singular, log det Σ = −∞ and both "
         f"bounds are infinite (vacuous); C has rank ≤ N − 1, so this always happens when d ≥ N (d = {d}, N = {n})",
     )
-    sigma = _solve_sigma(a_values, a_vectors, c, eta / s)
-    sigma_values = np.linalg.eigvalsh(sigma)
-    if sigma_values[0] <= 0:  # only through rounding, for a nearly singular C
-        raise ValueError(f"noise_cov: Σ is numerically singular (smallest eigenvalue {sigma_values[0]:.4g})")
-
-    c_ainv_trace = float(np.trace(a_vectors @ ((a_vectors.T @ c @ a_vectors) / a_values[None, :]) @ a_vectors.T))
-    trace_term = eta / s * c_ainv_trace
-    log_det_sigma = float(np.sum(np.log(sigma_values)))
+    # Σ = (η/S) Σ₁ with Σ₁ the solution for η/S = 1: the logs of η/S enter, never η/S · (…)
+    log_scale = math.log(eta) - math.log(s)
+    sigma_unit = _solve_sigma(a_values, a_vectors, c, 1.0)
+    unit_values = np.linalg.eigvalsh(sigma_unit)
+    if unit_values[0] <= 0:  # only through rounding, for a nearly singular C
+        raise ValueError(f"noise_cov: Σ is numerically singular (smallest eigenvalue {unit_values[0]:.4g})")
+    params = f"learning_rate={eta:.6g}, batch_size={s:.6g}, delta={delta:.6g}, num_examples={n}"
+    with np.errstate(over="ignore"):
+        scale = math.exp(log_scale) if log_scale <= _LOG_MAX else math.inf
+        sigma = scale * sigma_unit
+        c_ainv_trace = float(np.trace(a_vectors @ ((a_vectors.T @ c @ a_vectors) / a_values[None, :]) @ a_vectors.T))
+        trace_term = scale * c_ainv_trace
+    log_det_sigma = d * log_scale + float(np.sum(np.log(unit_values)))
     log_det_c_ainv = float(np.sum(np.log(c_values)) - np.sum(np.log(a_values)))
-    log_terms = math.log(1 / delta) + math.log(n)
+    log_terms = -math.log(delta) + math.log(n)
 
     numerator1 = trace_term - 2 * log_det_sigma - 2 * d + 4 * log_terms + 8
-    numerator2 = trace_term / 2 + d * math.log(2 * s / eta) - log_det_c_ainv - d + 2 * log_terms + 4
-    gap1 = math.sqrt(max(numerator1, 0.0) / (8 * n - 4))
-    gap2 = math.sqrt(max(numerator2, 0.0) / (4 * n - 2))
+    numerator2 = trace_term / 2 - d * (log_scale - math.log(2.0)) - log_det_c_ainv - d + 2 * log_terms + 4
+    gap1 = _gap(numerator1, 8 * n - 4, "theorem 1's gap", params)
+    gap2 = _gap(numerator2, 4 * n - 2, "theorem 2's gap", params)
 
-    trace_sigma = float(np.sum(sigma_values))
+    trace_sigma = 0.5 * trace_term  # tr Σ = (η/2S) tr(CA⁻¹)
     kl = 0.5 * (trace_sigma - d - log_det_sigma)
-    kl_commuting = 0.5 * (trace_term / 2 - d - d * math.log(eta / (2 * s)) - log_det_c_ainv)
-    a_sigma = a @ sigma
+    kl_commuting = 0.5 * (trace_term / 2 - d - d * (log_scale - math.log(2.0)) - log_det_c_ainv)
+    a_sigma = a @ sigma_unit  # scale-free: the same for Σ = (η/S) Σ₁
     commutation = np.linalg.norm(a_sigma - a_sigma.T) / (2 * np.linalg.norm(a_sigma))
     return PacBayesBound(
         theorem1=risk + gap1,

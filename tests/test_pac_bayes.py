@@ -160,3 +160,40 @@ def test_bad_input_raises_clear_errors(x64):
         pb.bound(flat, jnp.zeros(3), learning_rate=ETA, batch_size=S, empirical_risk=RISK)
     with pytest.raises(ValueError, match="problem"):
         pb.bound(a, jnp.zeros(3), learning_rate=ETA, batch_size=S, empirical_risk=RISK)
+
+
+@pytest.mark.parametrize("eta,s", [(1e300, 1e-300), (1e308, 1e-10)])
+def test_extreme_noise_scale_gives_inf_with_warning(eta, s):
+    """η/S = 1e600 or 1e318 (beyond float64): (η/S) tr(CA⁻¹) is inf, so both bounds are inf with a
+    PacBayesRangeWarning naming the parameters, never an OverflowError / math domain error."""
+    a, c = _pair(seed=0)
+    with pytest.warns(pb.PacBayesRangeWarning, match=r"overflows.*learning_rate="):
+        b = pb.bound_from_matrices(a, c, learning_rate=eta, batch_size=s, num_examples=100, empirical_risk=0.1)
+    assert b.theorem1 == math.inf and b.theorem2 == math.inf
+
+
+def test_tiny_noise_scale_and_delta_stay_finite():
+    """η/S = 1e-600 (η/S underflows; old code: log(η/2S) → math domain error) and δ = 5e-324
+    (1/δ overflows): the logs are formed directly, so the bound is finite and equals the
+    formula with log(η/S) = log η − log S, log(1/δ) = −log δ. Its ingredients are sums of
+    O(d) terms of size ≤ 1e4, so 1e-12 relative is far above their rounding."""
+    a, c = _pair(seed=0)
+    b = pb.bound_from_matrices(a, c, learning_rate=1e-300, batch_size=1e300, num_examples=100,
+                               delta=5e-324, empirical_risk=0.1)
+    d = a.shape[0]
+    log_scale = math.log(1e-300) - math.log(1e300)
+    sigma_unit = pb.lyapunov_sigma(a, c, learning_rate=1.0, batch_size=1.0)
+    log_det = d * log_scale + np.linalg.slogdet(sigma_unit)[1]
+    numerator1 = -2 * log_det - 2 * d + 4 * (-math.log(5e-324) + math.log(100)) + 8  # trace term 0
+    assert math.isfinite(b.theorem1)
+    assert abs(b.gap1 - math.sqrt(numerator1 / (8 * 100 - 4))) <= 1e-12 * b.gap1
+
+
+def test_extreme_invalid_parameters_still_raise():
+    a, c = _pair(seed=0)
+    for bad in (-1e-300, 0.0, math.inf):
+        with pytest.raises(ValueError, match="learning_rate"):
+            pb.bound_from_matrices(a, c, learning_rate=bad, batch_size=1.0, num_examples=100, empirical_risk=0.1)
+    with pytest.raises(ValueError, match="delta"):
+        pb.bound_from_matrices(a, c, learning_rate=0.1, batch_size=1.0, num_examples=100, delta=0.0,
+                               empirical_risk=0.1)
