@@ -22,10 +22,12 @@ from .operator import Generator, bernoulli, langevin_generator
 from .solve import (
     PECLET_LIMIT,
     CoarseGridWarning,
+    ConvergenceError,
     ConvergenceWarning,
     Solution,
     evolve,
     peclet_numbers,
+    residual,
     spectral_gap,
     stationary,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "evolve",
     "stationary",
     "spectral_gap",
+    "residual",
     "peclet_numbers",
     "marginal",
     "basin_masses",
@@ -54,5 +57,6 @@ __all__ = [
     "boltzmann",
     "CoarseGridWarning",
     "ConvergenceWarning",
+    "ConvergenceError",
     "PECLET_LIMIT",
 ]

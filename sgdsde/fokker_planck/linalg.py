@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from .operator import Generator
+from .sparse import direct_solve, pinned_mask
 
 __all__ = ["line_solve", "implicit_solve", "mean_zero_solve", "gmres", "detailed_balance_1d", "spectral_bound"]
 
@@ -261,25 +262,47 @@ def _zero_mass(precond: Callable) -> Callable:
     return apply
 
 
-def implicit_solve(gen: Generator, c, y, x0, *, tol: float = 1e-11):
+def backward_error(gen: Generator, x, y=None, shift=0.0):
+    """ω = ‖y − (σ + K)x‖ / ‖σ|x| + |K||x| + |y|‖ (2-norms; y = 0 when None), the relative
+    backward error of x: the residual against the size of the terms it sums, whose rounding
+    is ≈ (stencil size)·ε of the denominator. With K = −G = diag(e) − O (e the exit rates,
+    O ≥ 0 the jump rates), |K||x| = e|x| + O|x| = 2e|x| − K|x|. Scale free: the implicit
+    step (I + cK)x = y is σ = 1/c with y/c; the stationary state is σ = 0, y = 0."""
+    exit_rates = gen.exit_rates()
+    ax = jnp.abs(x)
+    abs_terms = shift * ax + 2.0 * exit_rates * ax + gen.apply(ax)
+    residual = shift * x - gen.apply(x)
+    if y is not None:
+        residual, abs_terms = y - residual, abs_terms + jnp.abs(y)
+    scale = jnp.linalg.norm(abs_terms)
+    return jnp.linalg.norm(residual) / jnp.where(scale > 0, scale, 1.0)
+
+
+def implicit_solve(gen: Generator, c, y, x0, *, tol: float = 1e-11, solver: str = "krylov"):
     """Solve (I + c K) x = y, c > 0 (an implicit step: c = Δt for backward Euler).
 
-    1-D: direct (flux form). 2-D/3-D: GMRES from ``x0`` (a guess with Σx0 = Σy, e.g. the
-    previous state), preconditioned by a Douglas ADI cycle with pseudo-time steps up to
-    c (for c·λ_max ≲ 1 this is the approximate factorisation Π_a (I + cK_a)⁻¹ iterated);
-    corrections projected onto zero mass (mass conserved to rounding whatever the
-    tolerance). Returns x and the relative residual reached.
+    1-D: direct (flux form). 2-D/3-D, ``solver="direct"``: the cached sparse LU factor of
+    1/c + K (:mod:`.sparse`, factorised once per (rates, c)). ``solver="krylov"``: GMRES
+    from ``x0`` (a guess with Σx0 = Σy, e.g. the previous state), preconditioned by a
+    Douglas ADI cycle with pseudo-time steps up to c (for c·λ_max ≲ 1 this is the
+    approximate factorisation Π_a (I + cK_a)⁻¹ iterated). Either way the correction x − x0
+    is projected onto zero mass (mass conserved to rounding whatever the tolerance).
+    Returns x and its backward error ω (:func:`backward_error`).
     """
     if gen.grid.ndim == 1 and not gen.cross_pairs:
         return line_solve(gen, 0, c, y), jnp.zeros((), y.dtype)
+    if solver == "direct":
+        x = direct_solve(gen, 1.0 / c, y / c)
+    else:
 
-    def matvec(x):
-        return x - c * gen.apply(x)
+        def matvec(x):
+            return x - c * gen.apply(x)
 
-    cycle = _douglas_cycle(gen, 1.0 / c, c)  # ≈ (1/c + K)⁻¹ = c (I + cK)⁻¹
-    x, info = gmres(matvec, y, x0, _zero_mass(lambda r: cycle(r) / c), tol=tol)
+        cycle = _douglas_cycle(gen, 1.0 / c, c)  # ≈ (1/c + K)⁻¹ = c (I + cK)⁻¹
+        x, _ = gmres(matvec, y, x0, _zero_mass(lambda r: cycle(r) / c), tol=tol)
     delta = x - x0  # zero mass exactly in exact arithmetic: project the rounding away
-    return x0 + (delta - jnp.mean(delta)), info.residual
+    x = x0 + (delta - jnp.mean(delta))
+    return x, backward_error(gen, x, y / c, 1.0 / c)
 
 
 def detailed_balance_1d(gen: Generator):
@@ -369,3 +392,36 @@ def mean_zero_solve(gen: Generator, rhs, *, sigma=0.0, tol: float = 1e-14, atol=
         precond = _zero_mass(_douglas_cycle(gen, sigma, 1.0 / (_STATIONARY_SPAN * spectral_bound(gen))))
     x, info = gmres(matvec, rhs, jnp.zeros_like(rhs), precond, tol=tol, atol=atol)
     return x, info.residual
+
+
+# ------------------------------------------------------------------- direct, pinned
+def _pinned_solve(gen: Generator, rhs, pin):
+    """x with x_pin = 0 solving K x = rhs off the pinned cell (the factor of A_pin)."""
+    keep = pinned_mask(gen.grid.shape, pin).astype(rhs.dtype)
+    return direct_solve(gen, 0.0, keep * rhs, pin) * keep
+
+
+def direct_stationary(gen: Generator):
+    """The stationary mass by one sparse LU solve: K(x + e_r) = 0, x_r = 0, normalised.
+    The pinned cell r is the heaviest cell of the detailed-balance candidate (exact for
+    reversible generators), re-chosen as the heaviest cell of the result if that one holds
+    < 1e-3 of the largest mass (keeps x = π/π_r − e_r away from overflow)."""
+    shape = gen.grid.shape
+
+    def solve(pin):
+        unit = jnp.zeros(gen.grid.size, gen.dtype).at[pin].set(1.0).reshape(shape)
+        m = _pinned_solve(gen, gen.apply(unit), pin) + unit
+        return m / jnp.sum(m)
+
+    first = jnp.argmax(detailed_balance_nd(gen)[0])
+    m = solve(first)
+    heaviest = jnp.argmax(m)
+    m = lax.cond(m.reshape(-1)[first] < 1e-3 * m.reshape(-1)[heaviest], solve, lambda _: m, heaviest)
+    return m, backward_error(gen, m)
+
+
+def direct_inverse(gen: Generator, pi, v):
+    """K⁻¹ v among zero-mass vectors (v zero-mass), projected along π: x − π Σx, by the
+    factor of A_r pinned at the heaviest cell of π."""
+    x = _pinned_solve(gen, v, jnp.argmax(pi))
+    return x - pi * jnp.sum(x), backward_error(gen, x, v)

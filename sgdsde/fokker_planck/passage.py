@@ -17,41 +17,12 @@ a 2-D grid of 10⁵ cells takes about a second.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 
 from .operator import Generator
+from .sparse import generator_matrix
 
 __all__ = ["generator_matrix", "mean_first_passage_time"]
-
-
-def generator_matrix(gen: Generator) -> sparse.csr_matrix:
-    """G as a SciPy sparse matrix over the flattened cells (C order): column x holds the
-    rates out of cell x (off-diagonal ≥ 0) and −(their sum) on the diagonal."""
-    shape = gen.grid.shape
-    size = int(np.prod(shape))
-    index = np.arange(size).reshape(shape)
-    rows, cols, vals = [], [], []
-
-    def jump(source, target, rate):
-        rate = np.asarray(rate, dtype=np.float64).ravel()
-        source, target = source.ravel(), target.ravel()
-        keep = rate != 0
-        rows.extend([target[keep], source[keep]])
-        cols.extend([source[keep], source[keep]])
-        vals.extend([rate[keep], -rate[keep]])
-
-    for axis, (forward, backward) in enumerate(zip(gen.forward, gen.backward)):
-        neighbour = np.roll(index, -1, axis=axis)  # x + e_a (wraps; the rate is 0 there unless periodic)
-        jump(index, neighbour, forward)
-        jump(neighbour, index, backward)
-    for (a, b, s), rate in zip(gen.cross_pairs, gen.cross):
-        neighbour = np.roll(index, (-1, -s), axis=(a, b))  # x + e_a + s e_b
-        jump(index, neighbour, rate)
-        jump(neighbour, index, rate)
-    return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(size, size)
-    )
 
 
 def mean_first_passage_time(gen: Generator, target) -> np.ndarray:
