@@ -22,3 +22,21 @@ def rounding_atol(abs_sum, operations: int, dtype=np.float64) -> float:
     not of the result, which may be much smaller after cancellation) and ``operations``
     = the number of terms summed plus the operations spent on each term."""
     return float(operations * np.finfo(dtype).eps * np.max(np.abs(abs_sum)))
+
+
+def iterated_map_atol(step_abs_sum, operations: int, steps: int, contraction: float = 1.0,
+                      dtype=np.float64) -> float:
+    """Bound on |θ_K − θ'_K| for two evaluations of one iterated map θ_{k+1} = F(θ_k)
+    (an SGD / SDE trajectory: same keys, same batches) that round differently at each step.
+
+    Step k adds a rounding error δ ≤ ``operations``·eps·``step_abs_sum``, where
+    ``step_abs_sum`` bounds Σ|terms| of one update over the run (|θ| + η·Σ|terms of ĝ|,
+    e.g. |θ| + η(‖A‖·|θ| + max|x_i|) for a quadratic) and ``operations`` = terms summed
+    plus operations per term. An error made at step j is carried to step K by the map's
+    Jacobians, of norm ≤ ``contraction`` = ρ (ρ = max|1 − ηλ| < 1 for a stable SGD step
+    on a quadratic; ρ = 1 when nothing contracts, e.g. momentum or a short run), so the
+    errors add to at most δ·Σ_{j<K} ρ^j = δ·min(K, 1/(1 − ρ))."""
+    if not 0 <= contraction <= 1:
+        raise ValueError("contraction must be in [0, 1]")
+    amplification = steps if contraction >= 1 else min(steps, 1.0 / (1.0 - contraction))
+    return amplification * rounding_atol(step_abs_sum, operations, dtype)
