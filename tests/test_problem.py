@@ -9,6 +9,8 @@ from jax.flatten_util import ravel_pytree
 
 import sgdsde as sd
 
+from _rounding import rounding_atol
+
 # float64 exactness checks: the quantities below are a handful of float64 operations
 # away from their closed forms, so relative errors are O(10 ε) ≈ 1e-15; 1e-12 leaves room
 # for summation order without letting a wrong formula (errors O(1)) through.
@@ -18,7 +20,21 @@ RTOL64 = 1e-12
 # one jit compile per bound method.
 
 
+# JAX vs a NumPy recomputation of a sum with cancellation (a gradient component near 0,
+# a covariance entry): the bound scales with the size of the terms (tests/_rounding.py),
+# computed below per quantity; RTOL64 stays for hand-computed values and positive sums.
+
+
 # ------------------------------------------------------------------ helpers
+def _linreg_abs_terms(problem, theta, weights=None):
+    """Σ_i w_i |∇l_i| per coordinate (w_i = 1/N by default), with ∇l_i = (x_iᵀθ − y_i) x_i
+    taken at the size of its terms, (|x_i|ᵀ|θ| + |y_i|)|x_i|: the Σ|terms| of a (weighted)
+    average of linear-regression gradients."""
+    x, y = np.abs(np.asarray(problem.data["x"], np.float64)), np.abs(np.asarray(problem.data["y"], np.float64))
+    per = (x @ np.abs(np.asarray(theta)) + y)[:, None] * x
+    return per.mean(axis=0) if weights is None else np.abs(weights) @ per
+
+
 def _tiny_problem(tau=0.5):
     """l_i = ½(x_iᵀθ − y_i)², R = τ‖θ‖², three examples in 2-D (hand-checkable)."""
     data = {"x": jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), "y": jnp.array([1.0, 2.0, 0.0])}
@@ -90,8 +106,14 @@ def test_loss_without_regulariser_is_plain_mean(x64):
     problem = sd.problems.linear_regression(30, 3, key=jax.random.key(1))
     theta = jnp.linspace(-1.0, 1.0, 3)
     x, y = np.asarray(problem.data["x"]), np.asarray(problem.data["y"])
-    np.testing.assert_allclose(problem.loss(theta), np.mean(0.5 * (x @ np.asarray(theta) - y) ** 2), rtol=RTOL64)
-    np.testing.assert_allclose(problem.grad(theta), _linreg_numpy_grads(problem, theta).mean(0), rtol=RTOL64)
+    # mean of N squares of residuals x_iᵀθ − y_i (a d-term cancellation each): the square's
+    # error is ≤ 2|r|·δr, so the terms count at ½(|x_i|ᵀ|θ| + |y_i|)², with 2(N + d + 8) operations
+    n, d = x.shape
+    loss_terms = np.mean(0.5 * (np.abs(x) @ np.abs(np.asarray(theta)) + np.abs(y)) ** 2)
+    np.testing.assert_allclose(problem.loss(theta), np.mean(0.5 * (x @ np.asarray(theta) - y) ** 2), rtol=0,
+                               atol=rounding_atol(loss_terms, 2 * (n + d + 8)))
+    np.testing.assert_allclose(problem.grad(theta), _linreg_numpy_grads(problem, theta).mean(0), rtol=0,
+                               atol=rounding_atol(_linreg_abs_terms(problem, theta), n + d + 8))
 
 
 # ------------------------------------------------------------------ minibatch gradients
@@ -105,17 +127,22 @@ def test_minibatch_grad_weighted_average_with_masking(x64):
     indices = jnp.array([3, 0, 3, 29, 5, 11, 0])
     weights = jnp.array([0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0])
     expected = grads[[3, 0, 3, 29]].mean(axis=0) + reg_grad
-    np.testing.assert_allclose(problem.minibatch_grad(theta, indices, weights), expected, rtol=RTOL64)
+    # weighted sum of 7 slots of d-term gradients, + ∇R: (7 + d + 8)·eps·Σ_b w_b|∇l_{i_b}| + |∇R|
+    terms = _linreg_abs_terms(problem, theta, np.asarray(weights)[None] @ np.eye(30)[np.asarray(indices)])
+    atol = rounding_atol(terms + np.abs(reg_grad), 7 + 3 + 8)
+    np.testing.assert_allclose(problem.minibatch_grad(theta, indices, weights), expected, rtol=0, atol=atol)
     # general weights: Σ_b w_b ∇l_{i_b} + ∇R
     w = np.array([0.1, 0.7, 0.0, 0.2, 1.5, 0.0, 0.3])
     expected = (w[:, None] * grads[np.asarray(indices)]).sum(axis=0) + reg_grad
-    np.testing.assert_allclose(problem.minibatch_grad(theta, indices, jnp.asarray(w)), expected, rtol=RTOL64)
+    terms = _linreg_abs_terms(problem, theta, w @ np.eye(30)[np.asarray(indices)])
+    atol = rounding_atol(terms + np.abs(reg_grad), 7 + 3 + 8)
+    np.testing.assert_allclose(problem.minibatch_grad(theta, indices, jnp.asarray(w)), expected, rtol=0, atol=atol)
     # the minibatch loss is the matching weighted sum plus R
     losses = 0.5 * (np.asarray(problem.data["x"]) @ np.asarray(theta) - np.asarray(problem.data["y"])) ** 2
     np.testing.assert_allclose(
         problem.minibatch_loss(theta, indices, jnp.asarray(w)),
         (w * losses[np.asarray(indices)]).sum() + 0.1 * np.sum(np.asarray(theta) ** 2),
-        rtol=RTOL64,
+        rtol=RTOL64,  # positive weights and terms (squares), no cancellation: (7 + 2d + 8)·eps ≪ 1e-12
     )
 
 
@@ -124,7 +151,11 @@ def test_minibatch_grad_full_batch_equals_grad(x64):
     theta = jnp.array([0.3, 0.1, -0.4])
     n = problem.num_examples
     full = problem.minibatch_grad(theta, jnp.arange(n), jnp.full(n, 1.0 / n))
-    np.testing.assert_allclose(full, problem.grad(theta), rtol=RTOL64)
+    # two programs averaging ∇l_i = −y_i σ(·) x_i (|·| ≤ |x_i|) + 2τθ in different orders;
+    # the logistic factor costs ~20 operations (exp, division)
+    x = np.abs(np.asarray(problem.data["x"], np.float64))
+    terms = x.mean(axis=0) + 2 * 0.05 * np.abs(np.asarray(theta))
+    np.testing.assert_allclose(full, problem.grad(theta), rtol=0, atol=rounding_atol(terms, n + 3 + 20))
 
 
 def test_per_example_grads_linear_regression(x64):
@@ -132,7 +163,10 @@ def test_per_example_grads_linear_regression(x64):
     theta = jnp.array([1.0, 2.0, -0.5])
     got = problem.per_example_grads(theta)
     assert got.shape == (30, 3)
-    np.testing.assert_allclose(got, _linreg_numpy_grads(problem, theta), rtol=RTOL64, atol=1e-14)
+    # per example: one d-term residual times x_ik, (d + 4)·eps·(|x_i|ᵀ|θ| + |y_i|)|x_ik|
+    x, y = np.abs(np.asarray(problem.data["x"])), np.abs(np.asarray(problem.data["y"]))
+    atol = rounding_atol((x @ np.abs(np.asarray(theta)) + y)[:, None] * x, 3 + 4)
+    np.testing.assert_allclose(got, _linreg_numpy_grads(problem, theta), rtol=0, atol=atol)
 
 
 # ------------------------------------------------------------------ gradient covariance
@@ -150,8 +184,11 @@ def test_gradient_covariance_matches_numpy(x64, which):
     expected = _cov_numpy(grads)
     scale = np.abs(expected).max()
     full = problem.gradient_covariance(theta)
+    # C_jk = mean of products of centred gradients: rounding ≲ 2(N + d + 8)·eps·mean_i|g_i||g_i − ḡ|
+    # ≤ 1e-13·max|C| while |ḡ| ≲ 10√C (true here); atol on max|C| covers the near-zero entries
     np.testing.assert_allclose(full, expected, rtol=RTOL64, atol=RTOL64 * scale)
-    np.testing.assert_allclose(problem.gradient_covariance(theta, "full"), full, rtol=0, atol=0)
+    np.testing.assert_allclose(problem.gradient_covariance(theta, "full"), full, rtol=0, atol=0)  # same program
+    # diagonal and trace: sums of squares (positive terms): relative rounding (N + d + 8)·eps ≪ 1e-12
     np.testing.assert_allclose(problem.gradient_covariance(theta, "diagonal"), np.diag(expected), rtol=RTOL64)
     np.testing.assert_allclose(problem.gradient_covariance(theta, "trace"), np.trace(expected), rtol=RTOL64)
 
