@@ -193,7 +193,8 @@ def _require_converged(value, residual, tol: float, what: str, solver: str):
     """``value`` if the backward error ``residual`` ≤ ``tol``; otherwise raise
     ConvergenceError (concrete) or return NaNs (inside a user's trace, which cannot raise)."""
     if is_traced(residual, value):
-        return jax.tree_util.tree_map(lambda v: jnp.where(residual <= tol, v, jnp.nan), value)
+        flag = jnp.where(jnp.max(residual) <= tol, 1.0, jnp.nan)  # a product: derivatives turn NaN too
+        return jax.tree_util.tree_map(lambda v: v * flag.astype(v.dtype), value)
     reached = float(np.max(np.asarray(residual)))
     if not math.isfinite(reached):
         raise FloatingPointError(f"{what}: the linear solver produced non-finite values")

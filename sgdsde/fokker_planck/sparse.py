@@ -109,11 +109,28 @@ def _factor(gen: Generator, shift: float, pin: int):
     return lu
 
 
-def _host_solve(structure: Generator, trans: str, forward, backward, cross, shift, pin, rhs):
+def _to_words(x: jax.Array) -> jax.Array:
+    """A float array as its raw uint32 words (float64: a trailing axis of 2)."""
+    return jax.lax.bitcast_convert_type(x, jnp.uint32)
+
+
+def _from_words(words, dtype) -> np.ndarray:
+    words = np.ascontiguousarray(words, dtype=np.uint32)
+    out = words.view(dtype)
+    return out.reshape(words.shape[:-1]) if np.dtype(dtype).itemsize == 8 else out
+
+
+def _host_solve(structure: Generator, trans: str, dtype, rates, shift, pin, rhs):
+    """The solve on the host. Floats cross the callback boundary as raw uint32 words: JAX
+    canonicalises callback operands and results under the x64 setting of the thread that
+    runs the callback, and XLA may run it on a thread outside the caller's ``enable_x64``
+    scope (float64 would silently become float32)."""
+    forward, backward, cross = ([_from_words(w, dtype) for w in group] for group in rates)
     gen = dataclasses.replace(structure, forward=tuple(forward), backward=tuple(backward), cross=tuple(cross))
-    lu = _factor(gen, float(shift), int(pin))
-    out = lu.solve(np.asarray(rhs, np.float64).reshape(-1), trans=trans)
-    return out.reshape(np.shape(rhs)).astype(np.asarray(rhs).dtype)
+    lu = _factor(gen, float(_from_words(shift, dtype)), int(pin))
+    rhs = _from_words(rhs, dtype)
+    out = lu.solve(np.asarray(rhs, np.float64).reshape(-1), trans=trans).astype(dtype)
+    return np.ascontiguousarray(out.reshape(rhs.shape)).view(np.uint32).reshape(np.shape(rhs) + (-1,))
 
 
 def pinned_mask(shape: tuple, pin) -> jax.Array:
@@ -138,11 +155,14 @@ def direct_solve(gen: Generator, shift, rhs, pin=None):
 
     def host(trans: str):
         def solve(_, b):
-            out = jax.ShapeDtypeStruct(b.shape, b.dtype)
-            fn = lambda *args: _host_solve(structure, trans, *args)  # noqa: E731
-            return jax.pure_callback(
-                fn, out, gen.forward, gen.backward, gen.cross, shift, pin_value, b, vmap_method="sequential"
+            dtype = np.dtype(b.dtype)
+            words = jax.ShapeDtypeStruct(b.shape + (dtype.itemsize // 4,), jnp.uint32)
+            rates = tuple(tuple(_to_words(r.astype(dtype)) for r in group) for group in (gen.forward, gen.backward, gen.cross))
+            fn = lambda *args: _host_solve(structure, trans, dtype, *args)  # noqa: E731
+            raw = jax.pure_callback(
+                fn, words, rates, _to_words(shift), pin_value, _to_words(b), vmap_method="sequential"
             )
+            return jax.lax.bitcast_convert_type(raw if dtype.itemsize == 8 else raw[..., 0], dtype)
 
         return solve
 

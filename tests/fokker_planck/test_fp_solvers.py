@@ -1,0 +1,182 @@
+"""Linear solvers of sgdsde.fokker_planck: the sparse direct and the Krylov path converge on
+non-reversible problems up to 256² (2-D) and 64³ (3-D), the stationary covariance of a
+full-noise anisotropic OU process converges to the Lyapunov solution at second order in h
+(THEORY.md §5: A Σ + Σ A = (η/S) C), and a solve that cannot reach its tolerance raises."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse.linalg as sparse_linalg
+
+import sgdsde as sd
+import sgdsde.fokker_planck as fp
+from sgdsde.fokker_planck import sparse as fp_sparse
+from sgdsde.fokker_planck.solve import _check_solver
+
+ETA, BATCH = 0.1, 1
+
+
+def ou_stationary(a, c, cells, solver="auto", tol=1e-12):
+    """The FP stationary state of L = ½θᵀAθ with constant noise C on a cube of ±6 σ_max
+    (truncation e^{−18}, far below the grid error) with `cells` cells per axis (equal h,
+    so the full-noise stencil is monotone when |C_ab| sums stay below C_aa). Returns the
+    grid, the generator, the mass, its covariance and the exact Lyapunov covariance."""
+    problem = sd.problems.quadratic(a, c, 16, key=jax.random.PRNGKey(0))
+    with jax.enable_x64(True):
+        sigma = np.asarray(sd.theory.ou_stationary_cov(a, c, ETA, BATCH))
+    half = 6.0 * np.sqrt(sigma.diagonal().max())
+    d = len(a)
+    g = fp.grid([-half] * d, [half] * d, [cells] * d)
+    gen = fp.generator(g, problem, hyper=sd.Hyper(ETA, BATCH), noise=sd.noise.full(c))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fp.CoarseGridWarning)  # the box corners are coarse; the mass is not
+        m = np.asarray(fp.stationary(gen, solver=solver, tol=tol))
+    x = g.points().reshape(-1, d)
+    flat = m.reshape(-1)
+    mean = flat @ x
+    cov = (x - mean).T @ ((x - mean) * flat[:, None])
+    return g, gen, m, cov, sigma
+
+
+def test_full_noise_anisotropic_ou_2d_converges_at_second_order():
+    # A and C do not commute: the stationary state carries a probability current (no detailed
+    # balance), so only a linear solve gives it. This is the case where ADI-GMRES stalled at
+    # backward error ~0.05 at 256² (covariance off by 50 %); "auto" factorises it exactly.
+    a = np.array([[1.0, 0.3], [0.3, 0.5]])
+    c = np.array([[1.0, 0.5], [0.5, 0.8]])
+    assert np.abs(a @ c - c @ a).max() > 0.1
+    spacing, errors = [], []
+    for cells in (64, 128, 192, 256):
+        g, gen, m, cov, sigma = ou_stationary(a, c, cells)
+        assert _check_solver(gen, "auto") == "direct"
+        # converged: the backward error ‖Gm‖/‖|G||m|‖ is at the rounding floor of a 9-point
+        # stencil sum, ≈ 9 ε ≈ 2e-15, far below tol = 1e-12 (measured 4e-16 … 1.9e-15)
+        assert fp.residual(gen, m) <= 1e-14
+        assert abs(m.sum() - 1.0) <= 1e-13 and m.min() >= 0.0
+        spacing.append(g.spacing[0])
+        errors.append(np.abs(cov - sigma).max() / np.abs(sigma).max())
+    orders = np.log(np.divide(errors[:-1], errors[1:])) / np.log(np.divide(spacing[:-1], spacing[1:]))
+    # expected order 2 (second-order fluxes, midpoint moments); the O(h⁴) term shifts the
+    # estimate by ≈ κ(h₁² − h₂²)/log(h₁/h₂), measured 0.009 for 64→128 and shrinking ∝ h²
+    # after: |order − 2| ≤ 0.05 leaves 5× that margin and rejects a first-order scheme
+    assert np.all(np.abs(orders - 2.0) <= 0.05), (errors, orders)
+    # and the error itself: measured 1.5e-2 (64²) → 9.6e-4 (256²) relative to max|Σ|
+    assert errors[-1] < 1.2e-3, errors
+
+
+def test_full_noise_anisotropic_ou_3d_at_64_cubed():
+    # 64³ = 262 144 cells: the LU factor would need ≈ 4·10⁸ entries, so "auto" takes the
+    # ADI-preconditioned Krylov path (32³, 2.8·10⁷ entries, would be factorised: forced to
+    # Krylov here, which is faster at that size)
+    a = np.array([[1.0, 0.3, 0.1], [0.3, 0.8, 0.2], [0.1, 0.2, 0.6]])
+    c = np.array([[1.0, 0.3, -0.2], [0.3, 0.8, 0.2], [-0.2, 0.2, 0.7]])
+    assert np.abs(a @ c - c @ a).max() > 0.1
+    spacing, errors = [], []
+    for cells in (32, 64):
+        g, gen, m, cov, sigma = ou_stationary(a, c, cells, solver="krylov")
+        assert _check_solver(gen, "auto") == ("krylov" if cells == 64 else "direct")
+        # converged to the default tol (backward error ≤ 1e-12), mass 1 to rounding
+        assert fp.residual(gen, m) <= 1e-12
+        assert abs(m.sum() - 1.0) <= 1e-13 and m.min() >= 0.0
+        spacing.append(g.spacing[0])
+        errors.append(np.abs(cov - sigma).max() / np.abs(sigma).max())
+    order = np.log(errors[0] / errors[1]) / np.log(spacing[0] / spacing[1])
+    # expected order 2; at 32³ (h = 0.375 σ_max) the O(h⁴) term is ≈ 4× the one of the 2-D
+    # 64² case above (0.009 there): |order − 2| ≤ 0.1
+    assert abs(order - 2.0) <= 0.1, (errors, order)
+
+
+def test_direct_evolve_factorises_once_and_matches_krylov(monkeypatch):
+    # TR-BDF2 uses one matrix I + cΔtK for both stages: one factorisation for all 40 solves
+    a = np.array([[1.0, 0.3], [0.3, 0.5]])
+    c = np.array([[1.0, 0.5], [0.5, 0.8]])
+    problem = sd.problems.quadratic(a, c, 16, key=jax.random.PRNGKey(0))
+    g = fp.grid([-1.2, -1.2], [1.2, 1.2], [32, 32])
+    gen = fp.generator(g, problem, hyper=sd.Hyper(ETA, BATCH), noise=sd.noise.full(c))
+    m0 = fp.gaussian(g, [0.3, -0.2], 0.1**2)
+    calls = []
+    real_splu = sparse_linalg.splu
+    monkeypatch.setattr(fp_sparse.sparse_linalg, "splu", lambda *args, **kw: calls.append(1) or real_splu(*args, **kw))
+    fp_sparse._cache.clear()
+    steps, dt, tol = 20, 0.5, 1e-11
+    direct = fp.evolve(gen, m0, steps * dt, dt=dt, solver="direct", save_every=1, tol=tol).mass
+    assert len(calls) == 1
+    krylov = fp.evolve(gen, m0, steps * dt, dt=dt, solver="krylov", save_every=1, tol=tol).mass
+    assert len(calls) == 1  # the Krylov path never factorises
+    # mass: each correction is projected onto zero mass, so Σm moves only by the rounding of
+    # the final additions (≈ √N ε per step)
+    assert np.abs(direct.sum(axis=(1, 2)) - 1.0).max() <= 1e-12
+    # both solve every step to backward error ω ≤ tol; (I + cK)⁻¹ ≥ 0 has unit column sums
+    # (ℓ¹-contractive), so each step adds at most ‖r‖₁ ≤ √N ω ‖|A||x| + |y|‖₂ of ℓ¹ error,
+    # ‖|A||x| + |y|‖₂ ≤ (2 + 2cλ) max‖m‖₂ with λ the largest exit rate: 2 stages per step
+    with jax.enable_x64(True):
+        rate = float(jnp.max(gen.exit_rates()))
+    per_solve = np.sqrt(g.size) * tol * (2 + 2 * dt * rate) * np.linalg.norm(direct.reshape(steps + 1, -1), axis=1).max()
+    assert np.abs(direct - krylov).sum(axis=(1, 2)).max() <= 2 * 2 * steps * per_solve
+
+
+def test_gradients_through_direct_solves_match_finite_differences(x64):
+    # d/dη, d/dS of a basin mass through the 2-D direct stationary solve (full noise: no
+    # detailed balance) and through direct implicit steps; the adjoint uses the transposed
+    # factor (custom_linear_solve)
+    c = np.array([[1.0, 0.4], [0.4, 0.8]])
+    g = fp.grid([-2.0, -2.0], [2.0, 2.0], [24, 24])
+
+    def loss(x):
+        return (x[0] ** 2 - 1) ** 2 + 0.3 * x[0] + 0.5 * x[1] ** 2 + 0.3 * x[0] * x[1]
+
+    right = lambda th: (th[0] > 0).astype(jnp.int32)  # noqa: E731
+    m0 = fp.gaussian(g, [-0.8, 0.3], 0.25**2)
+
+    def masses(eta, batch):
+        gen = fp.generator(g, loss=loss, hyper=sd.Hyper(eta, batch), noise=sd.noise.full(1.5 * c), clock="sme")
+        pi = fp.stationary(gen, solver="direct")
+        late = fp.evolve(gen, m0, 2.0, dt=0.25, solver="direct").mass[-1]
+        return jnp.stack([fp.basin_masses(g, pi, right, 2)[1], fp.basin_masses(g, late, right, 2)[1]])
+
+    args = (0.4, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fp.CoarseGridWarning)
+        jac = jax.jacobian(masses, argnums=(0, 1))(*args)
+        for i in range(2):
+            step = 1e-5 * args[i]
+            up, down = list(args), list(args)
+            up[i] += step
+            down[i] -= step
+            fd = (np.asarray(masses(*up)) - np.asarray(masses(*down))) / (2 * step)
+            # central differences: truncation O(step²) ≈ 1e-10 relative; rounding of the
+            # solves (backward error ≈ 1e-16) over the step 1e-5·arg: ≈ 1e-11 relative
+            np.testing.assert_allclose(np.asarray(jac[i]), fd, rtol=1e-6)
+            assert np.all(np.abs(np.asarray(jac[i])) > 1e-4)  # not trivially zero
+
+
+def test_a_solve_that_cannot_converge_raises():
+    # tol = 1e-30 is below the rounding floor (≈ 1e-16) of any solve: both solvers must say so
+    c = np.array([[1.0, 0.5], [0.5, 0.8]])
+    g = fp.grid([-2.0, -2.0], [2.0, 2.0], [16, 16])
+
+    def generator(scale):
+        return fp.langevin_generator(g, potential=lambda x: 0.5 * x @ x + 0.2 * x[0] * x[1], diffusion=scale * c)
+
+    gen = generator(0.3)
+    with pytest.raises(fp.ConvergenceError, match=r'krylov solve stopped at backward error .* > tol = 1e-30.*solver="direct"'):
+        fp.stationary(gen, solver="krylov", tol=1e-30)
+    with pytest.raises(fp.ConvergenceError, match=r"direct solve stopped at backward error .* > tol = 1e-30"):
+        fp.stationary(gen, solver="direct", tol=1e-30)
+    m0 = fp.gaussian(g, [0.2, 0.0], 0.3**2)
+    with pytest.raises(fp.ConvergenceError, match=r"evolve: the krylov solve stopped"):
+        fp.evolve(gen, m0, 1.0, dt=0.5, solver="krylov", tol=1e-30)
+    assert issubclass(fp.ConvergenceError, RuntimeError)
+    with pytest.raises(ValueError, match="solver"):
+        fp.stationary(gen, solver="lu")
+
+    # inside a trace nothing can raise: the non-converged result is NaN, never a number
+    def left_mass(scale, tol):
+        return fp.stationary(generator(scale), tol=tol)[: g.shape[0] // 2].sum()
+
+    with jax.enable_x64(True):
+        assert np.isnan(float(jax.grad(left_mass)(0.3, 1e-30)))
+        assert np.isfinite(float(jax.grad(left_mass)(0.3, 1e-12)))
