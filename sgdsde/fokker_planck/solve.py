@@ -322,8 +322,8 @@ _PASS_TOL = 1e-8  # relative reduction asked of each refinement pass
 _MAX_PASSES = 6
 
 
-@partial(jax.jit, static_argnames=("tol",))
-def _stationary_krylov(gen: Generator, *, tol: float):
+@jax.jit
+def _stationary_krylov(gen: Generator, tol):
     """m = u + Σ δ_k from the uniform u: passes K δ = G m among zero-mass vectors, each
     reducing the residual by ≈ 1e-8 (iterative refinement: a pass's rounding floor is
     relative to its own, shrinking right-hand side) or to the target, until the backward
@@ -388,7 +388,7 @@ def stationary(gen: Generator, *, tol: float = 1e-12, solver: str = "auto") -> F
         if solver == "direct":
             mass, residual = _stationary_direct(gen.structural())
         else:
-            mass, residual = _stationary_krylov(gen.structural(), tol=tol)
+            mass, residual = _stationary_krylov(gen.structural(), jnp.asarray(tol, gen.dtype))
         mass = _require_converged(mass, residual, tol, "stationary", solver)
         xp = jnp if is_traced(mass) else np
         mass = xp.maximum(xp.asarray(mass), 0.0)
