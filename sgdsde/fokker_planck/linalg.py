@@ -4,7 +4,9 @@
 - **1-D**: one tridiagonal solve (``jax.lax.linalg.tridiagonal_solve``; periodic axes by
   Sherman–Morrison on the cyclic system), in flux form (see :func:`line_solve`). Direct,
   exact to rounding.
-- **2-D / 3-D**: restarted GMRES (right preconditioned, classical Gram–Schmidt applied
+- **2-D / 3-D, direct** (``solver="direct"``): SciPy SuperLU factors of 1/c + K or of the
+  pinned K (:mod:`.sparse`), cached per (rates, c); exact to rounding.
+- **2-D / 3-D, Krylov** (``solver="krylov"``): restarted GMRES (right preconditioned, classical Gram–Schmidt applied
   twice, true residual checked at every restart), matrix free. Preconditioners, built
   from batched tridiagonal line solves along each axis:
   one cycle (6 steps) of Douglas ADI, x ← x + Π_a (I + τ_j K_a)⁻¹ τ_j (r − (σ + K) x),

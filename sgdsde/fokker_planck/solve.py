@@ -16,13 +16,16 @@ Schemes for dm/dt = G m (m: mass per cell):
   rough data are possible and decay (L-stability). Use backward Euler when strict
   positivity matters more than accuracy.
 
-Both conserve mass exactly (zero column sums; GMRES corrections have zero mass).
-Linear solvers: :mod:`sgdsde.fokker_planck.linalg`.
+Both conserve mass exactly (zero column sums; corrections projected onto zero mass).
+Linear solvers (``solver="direct"``: sparse LU; ``"krylov"``: ADI-preconditioned GMRES;
+``"auto"``: direct while the factor fits): :mod:`sgdsde.fokker_planck.linalg`. A solve
+whose backward error ω stays above ``tol`` raises :class:`ConvergenceError`.
 
 Stationary state: 1-D with zero-flux boundaries is a birth–death chain, always in
 detailed balance: m_{i+1}/m_i = k⁺_i/k⁻_i, summed in log space (exact to rounding).
-Otherwise G m = 0, Σ m = 1 is solved as m = u + δ, u uniform, K δ = G u among zero-mass
-vectors, by preconditioned GMRES to a relative residual ``tol`` (plus refinement).
+Otherwise G m = 0, Σ m = 1 is solved by the pinned sparse LU, or as m = u + δ, u
+uniform, K δ = G u among zero-mass vectors by preconditioned GMRES (refinement passes),
+to ω = ‖G m‖/‖|G||m|‖ ≤ ``tol``.
 
 Spectral gap λ₁ = the smallest non-zero −Re λ(G) (relaxation time 1/λ₁, on the
 generator's clock): shift-invert Arnoldi on K⁻¹ restricted to zero-mass vectors (where
@@ -200,8 +203,9 @@ def _require_converged(value, residual, tol: float, what: str, solver: str):
         raise FloatingPointError(f"{what}: the linear solver produced non-finite values")
     if reached > tol:
         hint = (
-            'solver="direct" (a sparse LU factorisation; fits in memory up to about 700² cells in 2-D and '
-            '40³ in 3-D)' if solver == "krylov" else "fewer cells (the factorisation is exact up to rounding)"
+            'solver="direct" (a sparse LU factorisation, exact to rounding; "auto" uses it up to about 560² '
+            'cells in 2-D and 32³ in 3-D)' if solver == "krylov"
+            else "a tol above the rounding floor (≈ 1e-15: the factorisation is exact to rounding)"
         )
         raise ConvergenceError(
             f"{what}: the {solver} solve stopped at backward error {reached:.3g} > tol = {tol:.3g}; no result "

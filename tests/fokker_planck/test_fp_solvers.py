@@ -71,7 +71,7 @@ def test_full_noise_anisotropic_ou_3d_at_64_cubed():
     # 64³ = 262 144 cells: the LU factor would need ≈ 4·10⁸ entries, so "auto" takes the
     # ADI-preconditioned Krylov path. A stationary Krylov solve at this size costs about a
     # minute of CPU (docs/fokker_planck.md), so this test takes one backward-Euler step
-    # (Δt = 10 SGD steps, c·λ_max ≈ 10³: a stiff implicit solve) from the exact stationary
+    # (Δt = 10 SGD steps, Δt·λ_max ≈ 1.2–1.5·10²: a stiff implicit solve) from the exact stationary
     # law N(0, Σ), Σ the Lyapunov solution, which the continuum keeps for all t: the
     # covariance after the step differs from Σ only by the grid error (the step's time
     # error acts on that O(h²) deviation only). Two boxes, ±12 σ_max and ±6 σ_max, on one
