@@ -13,7 +13,7 @@ batch size is traced and masked at S_max = 320).
 - **Sampling**: ``"iid"`` (with replacement). ``"subset"`` and ``"epoch"`` cost O(S_max²)
   per step in the masked grid (a partial Fisher–Yates shuffle per configuration),
   about 10× the iid step here (docs/nn.md); with N = 1258 ≫ S the noise covariances
-  differ only by the factor (N−S)/(N−1) ≥ 0.75 (THEORY.md §1).
+  differ only by the factor (N−S)/(N−1) ≥ 0.75 (docs/theory.md §1).
 - **Budget**: a fixed number of SGD steps T for every configuration (default 1000), not
   a fixed number of epochs: one program runs one T for the whole grid, so S = 16 sees
   T·16/N ≈ 13 epochs and S = 320 about 254. The train accuracy is reported beside the

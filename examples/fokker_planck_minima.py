@@ -11,7 +11,7 @@ a deep sharp well at (−1, 0) (loss 0, Hessian 8 I) and a shallow wide well at 
 for its stationary state with ``fp.stationary`` and measures the basin masses with
 ``fp.basin_masses`` (a cell belongs to the well whose quadratic is lower at its centre).
 
-What it shows (THEORY.md §3–4):
+What it shows (docs/theory.md §3–4):
 
 - The stationary law is Boltzmann, ∝ exp(−2L/(nσ²)), temperature T = nσ²/2: only n = η/S
   enters. Two sweeps, S = 2 … 7 at η = 0.05 and η = 0.03 … 0.06 at S = 4, fall on one curve.

@@ -13,7 +13,7 @@ noise scale η/S, or at a fixed batch size S), and reports for each observable �
 results (so a third stepper, e.g. Gaussian SGD, costs one more run, not two);
 :func:`fit_order` is the fit on its own.
 
-Clock. Times are **SME time** t_sme = η·(SGD steps) (THEORY.md §2), the only clock on
+Clock. Times are **SME time** t_sme = η·(SGD steps) (docs/theory.md §2), the only clock on
 which runs with different η describe the same continuous time: at t_sme the SGD run
 has done t_sme/η steps and an SDE stepper with step dt (in SGD steps) t_sme/(η·dt)
 calls. Where that is not an integer, E[φ] is interpolated linearly between the two

@@ -1,7 +1,7 @@
 """Noise models: what replaces the minibatch gradient noise in an SDE model of SGD.
 
 A noise model describes a per-example gradient-noise covariance C(θ) = B(θ) B(θ)ᵀ
-(THEORY.md §1) and draws ξ ~ N(0, C(θ)). It is **not** divided by the batch size:
+(docs/theory.md §1) and draws ξ ~ N(0, C(θ)). It is **not** divided by the batch size:
 the SDE steppers of :mod:`sgdsde.sde` apply the factor η/√S (and the finite-N factor,
 below), so one noise model serves every (η, S) of a hyperparameter grid.
 

@@ -568,7 +568,7 @@ def sharpness(
 def gradient_noise(every: int | None = None, method: str = "exact", num_samples: int = 16, seed: int = 0) -> Observer:
     """Gradient-noise statistics of every replica: tr C, ‖g‖² and the simple noise scale.
 
-    ``trace_cov``: tr C(θ), C the per-example gradient covariance (THEORY.md §1; the
+    ``trace_cov``: tr C(θ), C the per-example gradient covariance (docs/theory.md §1; the
     minibatch gradient's covariance is C/S, or (C/S)(N−S)/(N−1) for subsets), either
     ``method="exact"`` (``problem.gradient_covariance(θ, "trace")``: all N per-example
     gradients, memory N·d per replica) or ``method="sample"``: the unbiased mean of ‖ξ‖²

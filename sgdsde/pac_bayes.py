@@ -1,4 +1,4 @@
-"""The PAC-Bayes generalisation bound of He, Liu & Tao (NeurIPS 2019) for SGD (THEORY.md §6).
+"""The PAC-Bayes generalisation bound of He, Liu & Tao (NeurIPS 2019) for SGD (docs/theory.md §6).
 
 SGD near a minimum with Hessian A and per-example gradient covariance C is modelled by
 the OU process whose stationary law is Q = N(θ*, Σ) with

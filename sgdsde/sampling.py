@@ -1,4 +1,4 @@
-"""Minibatch index samplers (THEORY.md §1).
+"""Minibatch index samplers (docs/theory.md §1).
 
 Every sampler draws a batch at a static maximum size ``max_size`` and returns
 weights 1/S on its first S entries and 0 on the rest, so a traced batch size S

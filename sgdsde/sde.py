@@ -1,6 +1,6 @@
 """SDE models of SGD as steppers, with the (init, step) interface of :func:`sgdsde.sgd`.
 
-Clock. All SDEs are written in **SGD-step time** (THEORY.md §2): one unit of t is one
+Clock. All SDEs are written in **SGD-step time** (docs/theory.md §2): one unit of t is one
 SGD step. A stepper with step size ``dt`` advances t by dt per call, so the state's
 ``step`` counts *SDE steps* k and the SGD time is t = k·dt. With ``sgdsde.run``,
 ``num_steps`` and the times of observers (and ``burn_in``/``every``) are in SDE steps:
@@ -25,7 +25,7 @@ f = noise.variance_factor(S, N) = (N − S)/(N − 1) with ``finite_n`` else 1):
 Momentum in the overdamped models. ``euler_maruyama`` and ``diffrax_stepper`` have no
 velocity; a momentum β ≠ 0 in ``Hyper`` enters as the effective learning rate
 η/(1 − β) (the overdamped, high-friction limit of the underdamped form: it has the same
-θ-stationary law, noise n/(1 − β), THEORY.md §3). With β = 0 (the default) the
+θ-stationary law, noise n/(1 − β), docs/theory.md §3). With β = 0 (the default) the
 equations above hold as written. Use :func:`underdamped` to model momentum dynamics.
 
 State. ``state.velocity`` always holds the last displacement θ_{k+1} − θ_k, as for

@@ -5,7 +5,7 @@ steppers with per-example state, e.g. epoch sampling) and ``step(key, state, pro
 with ``hyper`` a single-configuration :class:`~sgdsde.Hyper` (scalars or schedules).
 All times are SGD steps k (the state's ``step`` counts them).
 
-Discrete SGD with heavy-ball momentum β (THEORY.md §1), one step:
+Discrete SGD with heavy-ball momentum β (docs/theory.md §1), one step:
 
     v_{k+1} = β v_k − η ĝ_S(θ_k),   θ_{k+1} = θ_k + v_{k+1}
 

@@ -1,5 +1,5 @@
 """The weak-error harness (sgdsde.compare) on the 1-D Ornstein–Uhlenbeck problem, where
-every expectation is known exactly (THEORY.md §5), and its statistics on synthetic data.
+every expectation is known exactly (docs/theory.md §5), and its statistics on synthetic data.
 
 Problem: L = ½ h θ², per-example noise exactly σ² (whitened data), h = σ² = 1, N = 64;
 ``sgd("iid")`` draws S examples with replacement, so the minibatch noise variance is
@@ -34,7 +34,7 @@ def ou():
 def exact_ou_stepper() -> Stepper:
     """The SDE dθ = −η h θ dt + (η/√S) σ dW solved exactly over one SGD step (the OU
     transition): θ' = e^{−ηh} θ + √(Σ(1 − e^{−2ηh})) z, Σ = ησ²/(2Sh). No discretisation
-    error, so SGD against it shows the SGD-vs-SDE gap of THEORY.md §5 exactly."""
+    error, so SGD against it shows the SGD-vs-SDE gap of docs/theory.md §5 exactly."""
 
     def init(params, problem=None):
         return init_state(params)

@@ -1,4 +1,4 @@
-"""sgdsde.landscape against closed forms (THEORY.md §4): critical points of the built-in
+"""sgdsde.landscape against closed forms (docs/theory.md §4): critical points of the built-in
 landscapes, Laplace probabilities against exact Boltzmann quadrature, the critical noise,
 Eyring–Kramers against the exact 1-D mean first-passage time, simulated escape times,
 and the bad-input paths."""
@@ -252,7 +252,7 @@ def _radial_masses(noise_scale: float, sigma2: float, separation: float = 6.0):
 
 
 def test_critical_noise_theory_4d_check():
-    """THEORY.md §4: L_A − L_B = 0.3, H_A = 0.5 I, H_B = 4 I (d = 4), σ² = 1 → n* = 0.1443,
+    """docs/theory.md §4: L_A − L_B = 0.3, H_A = 0.5 I, H_B = 4 I (d = 4), σ² = 1 → n* = 0.1443,
     and the paper's eq. (4) value is n*/4 = 0.0361."""
     d = 4
     values = (0.3, d * np.log(0.5), 0.0, d * np.log(4.0))

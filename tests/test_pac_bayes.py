@@ -1,4 +1,4 @@
-"""He, Liu & Tao's PAC-Bayes bounds (sgdsde.pac_bayes) against THEORY.md §6, float64.
+"""He, Liu & Tao's PAC-Bayes bounds (sgdsde.pac_bayes) against docs/theory.md §6, float64.
 
 Everything here is deterministic dense linear algebra on d ≤ 8 matrices, so the
 tolerances are float64 rounding: relative 1e-10 on quantities built from O(d³) sums of

@@ -1,5 +1,5 @@
 """sgdsde.Problem: loss, gradients, per-example gradients, the gradient-noise covariance
-C(θ) = (1/N) Σ_i (∇l_i − ḡ)(∇l_i − ḡ)ᵀ and its exact sampler (THEORY.md §1), validation."""
+C(θ) = (1/N) Σ_i (∇l_i − ḡ)(∇l_i − ḡ)ᵀ and its exact sampler (docs/theory.md §1), validation."""
 
 import jax
 import jax.numpy as jnp

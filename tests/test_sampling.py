@@ -1,4 +1,4 @@
-"""Minibatch samplers (THEORY.md §1): iid (with replacement), subset (uniform S-subset),
+"""Minibatch samplers (docs/theory.md §1): iid (with replacement), subset (uniform S-subset),
 epoch (random reshuffling). Checked on many batches drawn directly with make_sampler.
 
 Monte-Carlo tolerances: chi-square statistics are compared with dof + 6·√(2·dof) (about

@@ -1,4 +1,4 @@
-"""SDE steppers (sgdsde.sde) against the exact oracles of THEORY.md §2, §3 and §5.
+"""SDE steppers (sgdsde.sde) against the exact oracles of docs/theory.md §2, §3 and §5.
 
 Every statistical check uses a tolerance of 5 Monte-Carlo standard errors (stated at
 each assert); the deterministic discretisation bias of each scheme is computed exactly
@@ -151,7 +151,7 @@ def test_dt1_is_gaussian_sgd(quad2, kind):
 
 # ------------------------------------------------------------ exact OU transition
 def test_em_ou_transition(quad2):
-    """EM with small dt against the exact OU transition (THEORY.md §5), step time:
+    """EM with small dt against the exact OU transition (docs/theory.md §5), step time:
     mean e^{−ηAt}θ0, covariance Σ − e^{−ηAt}Σe^{−ηAt}, AΣ + ΣA = (η/S)C, anisotropic A and
     full C (noise.full). Oracle: the closed form. dt = 0.025 makes the EM bias (computed
     below exactly from the EM recursion θ' = (I − ηA dt)θ + η√(dt/S) ξ) below 0.4 MC
@@ -310,7 +310,7 @@ def _underdamped_stationary_var(eta, h, sigma2, size, beta, dt):
 
 def test_underdamped_small_dt_boltzmann_and_momentum_factor(quad1):
     """Underdamped Langevin, small dt = 0.2, β ∈ {0, 0.5, 0.9} in one grid run on the 1-D
-    OU (h = 1, σ² = 1, η = 0.1, S = 2). THEORY.md §3: the θ-marginal is Boltzmann with
+    OU (h = 1, σ² = 1, η = 0.1, S = 2). docs/theory.md §3: the θ-marginal is Boltzmann with
     noise n/(1 − β), Var = ησ²/(2Sh(1 − β)). Oracles: (i) the exact stationary variance of
     the integrator (discrete Lyapunov), within 5 MC stderr; (ii) that exact value is within
     0.2 % of Boltzmann (semi-implicit Euler's θ-variance bias is O(dt²): 0.11 % at dt = 0.2,
@@ -338,7 +338,7 @@ def test_underdamped_small_dt_boltzmann_and_momentum_factor(quad1):
 
 
 def test_underdamped_dt1_heavy_ball_variance(quad1):
-    """dt = 1: the exact discrete heavy-ball stationary variance (THEORY.md §5)
+    """dt = 1: the exact discrete heavy-ball stationary variance (docs/theory.md §5)
     Var = ησ²(1 + β)/(Sh(1 − β)(2(1 + β) − ηh)), β ∈ {0, 0.5, 0.9}, within 5 stderr."""
     eta, size, replicas = 0.1, 2, 1000
     betas = np.array([0.0, 0.5, 0.9])

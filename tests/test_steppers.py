@@ -1,4 +1,4 @@
-"""SGD on the quadratic (OU) problem against the exact discrete theory of THEORY.md §5.
+"""SGD on the quadratic (OU) problem against the exact discrete theory of docs/theory.md §5.
 
 Tolerances: ``moments`` gives, per covariance entry, the standard error from the spread
 between independent replicas (each replica's time average is one independent sample,
@@ -58,7 +58,7 @@ def test_stationary_covariance_matches_exact_discrete_theory(sampling, wrong):
 
 
 def test_epoch_covariance_is_much_smaller_than_subset():
-    """THEORY.md §1: random reshuffling's noise sums to zero over an epoch, so its
+    """docs/theory.md §1: random reshuffling's noise sums to zero over an epoch, so its
     stationary covariance is smaller than fresh-subset SGD's in every direction (here
     by a factor ≈ 2 in trace; the size of the factor depends on A, η and S)."""
     subset, epoch = _theory("subset", 0.2, 8), _theory("epoch", 0.2, 8)

@@ -1,5 +1,5 @@
 """The main job: which minimum SGD ends in, as a function of the noise n = η/S, computed
-five ways that describe the same system (THEORY.md §3–4).
+five ways that describe the same system (docs/theory.md §3–4).
 
 On a 2-D landscape with a deep sharp minimum A and a shallow wide minimum B (isotropic
 gradient noise σ², exactly), for each batch size S at a fixed learning rate η:

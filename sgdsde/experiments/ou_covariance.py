@@ -1,5 +1,5 @@
 """The demo: SGD's stationary covariance on an anisotropic quadratic, against the exact
-discrete theory and the SDE (continuous Lyapunov) prediction (THEORY.md §5).
+discrete theory and the SDE (continuous Lyapunov) prediction (docs/theory.md §5).
 
 On L = ½θᵀAθ with per-example gradient covariance C, discrete SGD settles into a
 Gaussian-like cloud whose covariance solves AΣ + ΣA − ηAΣA = (η/S)C′ exactly; the SDE

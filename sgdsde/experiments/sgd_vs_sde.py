@@ -1,4 +1,4 @@
-"""SGD against its SDE on the 2-D double well, at equal SME time (THEORY.md §2).
+"""SGD against its SDE on the 2-D double well, at equal SME time (docs/theory.md §2).
 
 Problem: L(θ) = b((θ₁/w)² − 1)² + tilt·θ₁ + ½ k θ₂² with exactly isotropic per-example
 gradient noise σ² (``sgdsde.problems.double_well_2d``); the tilt makes the left well
@@ -14,7 +14,7 @@ Three steppers, one problem, one set of hyperparameters:
 
 Two sweeps: (i) η shrinking at fixed noise scale η/S (the SDE is the same for every η:
 the gap should vanish like O(η)); (ii) η growing at fixed S towards the breaking point
-η λ_max ≈ 2 of THEORY.md §2 (Three Factors §4.4), where the discrete dynamics diverge.
+η λ_max ≈ 2 of docs/theory.md §2 (Three Factors §4.4), where the discrete dynamics diverge.
 Observables, time-averaged over t_sme = η·(SGD steps) ∈ [t0, t1] and compared at equal
 SME time: the mean loss E[L] and the occupancy of the lower well P(θ₁ < 0).
 Diverged replicas are reported as a fraction, never averaged.

@@ -1,4 +1,4 @@
-"""Fokker–Planck grid solvers: the density view of SGD's Langevin model (THEORY.md §3).
+"""Fokker–Planck grid solvers: the density view of SGD's Langevin model (docs/theory.md §3).
 
     ∂P/∂t = ∇·[η g P + (η²/2S) ∇·(C P)]   (SGD-step time; divide by η for SME time)
 

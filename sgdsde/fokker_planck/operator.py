@@ -2,7 +2,7 @@
 
 Equation (density p, drift b = −∇U or a given field, diffusion D):
 
-    ∂p/∂t = ∇·(∇U p) + Σ_ij ∂_i ∂_j (D_ij p)          (THEORY.md §3 with U = ηL, D = η²C/(2S)).
+    ∂p/∂t = ∇·(∇U p) + Σ_ij ∂_i ∂_j (D_ij p)          (docs/theory.md §3 with U = ηL, D = η²C/(2S)).
 
 State: ``mass``, the probability mass per cell (shape ``grid.shape``, sums to 1). The
 operator is a Markov generator G: dmass/dt = G mass, with non-negative off-diagonal

@@ -7,7 +7,7 @@ rate of the jump x → y), the mean time τ(x) to reach a target set T from cell
 
 i.e. (Gᵀτ)(x) = −1 off the target. It is the exact mean first-passage time of the grid's
 jump process, and converges to the SDE's mean first-passage time as the grid is refined
-(in 1-D it reproduces the double-integral quadrature of THEORY.md §4 to O(h²)). Times
+(in 1-D it reproduces the double-integral quadrature of docs/theory.md §4 to O(h²)). Times
 are on the generator's clock (SGD steps for ``fp.generator(..., clock="steps")``).
 
 The linear system is sparse and solved directly (SciPy's SuperLU, on the CPU, float64):

@@ -1,5 +1,5 @@
 """The SGD system as a Fokker–Planck generator: the same problem, hyperparameters and
-noise model that the runner and the SDE steppers use (THEORY.md §2–3).
+noise model that the runner and the SDE steppers use (docs/theory.md §2–3).
 
 Overdamped, SGD-step time (``clock="steps"``; one unit of t is one SGD step):
 

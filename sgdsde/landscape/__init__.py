@@ -1,4 +1,4 @@
-"""Landscape analysis: which minimum SGD ends in (THEORY.md §4).
+"""Landscape analysis: which minimum SGD ends in (docs/theory.md §4).
 
 - :func:`find_minima` — minima from many starts (vmapped damped saddle-free Newton),
   deduplicated, with loss, Hessian, eigenvalues and log det H; :func:`minima_at` for

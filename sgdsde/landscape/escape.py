@@ -1,6 +1,6 @@
 """Escape from a minimum: Eyring–Kramers rates and the exact 1-D mean first-passage time.
 
-The SDE of SGD with isotropic noise σ² in SGD-step time (THEORY.md §2, §4) is overdamped
+The SDE of SGD with isotropic noise σ² in SGD-step time (docs/theory.md §2, §4) is overdamped
 Langevin dynamics dθ = −∇U dt + √(2D) dW with U = ηL and D = η²σ²/(2S); U/D = 2L/(nσ²),
 n = η/S. Times are in SGD steps; ``clock="sme"`` gives SME time t_sme = η · t_steps.
 

@@ -1,4 +1,4 @@
-"""Laplace (harmonic) probabilities of the minima and the critical noise (THEORY.md §4).
+"""Laplace (harmonic) probabilities of the minima and the critical noise (docs/theory.md §4).
 
 With isotropic gradient noise σ² and noise scale n = η/S the stationary law of the SDE is
 Boltzmann, P(θ) ∝ exp(−2L(θ)/(nσ²)) (temperature T = nσ²/2). Expanding L to second order
@@ -45,7 +45,7 @@ __all__ = [
 
 
 class CriticalNoise(NamedTuple):
-    """The crossover noise of two minima (THEORY.md §4).
+    """The crossover noise of two minima (docs/theory.md §4).
 
     noise_scale: n* = 4(L_A − L_B)/(σ² ln(det H_B/det H_A)), ``inf`` when no crossover.
     exists: whether 0 < n* < ∞ (one minimum deeper, the other flatter).

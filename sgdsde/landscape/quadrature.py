@@ -1,7 +1,7 @@
 """Exact Boltzmann quantities by quadrature on a grid (1–3 dimensions).
 
 With isotropic gradient noise σ² and noise scale n = η/S the SDE's stationary law is
-P(θ) = exp(−2L(θ)/(nσ²)) / Z (THEORY.md §3). :func:`boltzmann_density` tabulates it at the
+P(θ) = exp(−2L(θ)/(nσ²)) / Z (docs/theory.md §3). :func:`boltzmann_density` tabulates it at the
 centres of a rectilinear grid of ``cells`` on the box [lower, upper] (midpoint rule);
 :func:`boltzmann_basin_masses` sums it over the cells of each basin, labelled by
 ``classify(θ) -> int`` (the same function :func:`sgdsde.observers.basins` takes).

@@ -10,7 +10,7 @@ normalises every example with stored per-feature means and variances (the
 minibatch it happens to be in. Each example's loss is then a function of (θ, x_i)
 alone, so the per-example losses, their gradients, the minibatch loss
 Σ_b w_b l_{i_b}(θ) and the gradient covariance C(θ) are the exact objects of
-THEORY.md §1. :func:`sgdsde.nn.classification_problem` sets the statistics to those
+docs/theory.md §1. :func:`sgdsde.nn.classification_problem` sets the statistics to those
 of the training set at the initial parameters (one pass with
 ``use_batch_statistics=True``) and keeps them fixed during training (they are not
 trained: zero gradient, zero noise); the learnable scale and bias are trained. This

@@ -3,7 +3,7 @@
     l_i(θ) = −log softmax(f_θ(x_i))_{y_i}   (cross-entropy, natural log),
     L(θ) = (1/N) Σ_i l_i(θ) + τ‖θ‖²,   τ = ``weight_decay``
 
-so ∇R = 2τθ (THEORY.md's convention). optax's ``add_decayed_weights(wd)`` adds wd·θ to
+so ∇R = 2τθ (docs/theory.md's convention). optax's ``add_decayed_weights(wd)`` adds wd·θ to
 the gradient, i.e. τ = wd/2. The regulariser covers every trainable parameter
 (weights, biases, norm scales and offsets), not the frozen batch statistics.
 

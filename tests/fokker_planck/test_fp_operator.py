@@ -1,5 +1,5 @@
 """The finite-volume operator: Markov structure, exact discrete equilibria, cross-diffusion
-and momentum forms, against closed forms (THEORY.md §3, §5)."""
+and momentum forms, against closed forms (docs/theory.md §3, §5)."""
 
 import warnings
 
@@ -141,7 +141,7 @@ def test_state_dependent_diffusion_converges_to_ito_equilibrium():
 
 
 def test_full_noise_matches_lyapunov_covariance():
-    # constant anisotropic C on a quadratic: Gaussian with AΣ + ΣA = (η/S) C (THEORY §5),
+    # constant anisotropic C on a quadratic: Gaussian with AΣ + ΣA = (η/S) C (docs/theory.md §5),
     # a non-equilibrium state with a probability current. Grid error O(h²): with h and h/2
     # (one grid shape, boxes ±12σ and ±6σ, so one compiled solver; truncation e^{−18}),
     # check the observed order of convergence.
@@ -175,7 +175,7 @@ def test_full_noise_matches_lyapunov_covariance():
 
 def test_momentum_form_is_maxwell_boltzmann():
     # heavy ball β: P ∝ exp(−(μ/D_v)(ηL + v²/2)), μ = 1 − β, D_v = η²σ²/(2S); the θ-marginal is
-    # Boltzmann with noise n/(1 − β) (THEORY §3). Exact at the cell centres, to rounding.
+    # Boltzmann with noise n/(1 − β) (docs/theory.md §3). Exact at the cell centres, to rounding.
     eta, s, beta, s2 = 0.1, 1.0, 0.9, 1.0
     loss = lambda th: 0.5 * th[0] ** 2 + 0.1 * th[0] ** 4  # noqa: E731
     mu, d_v = 1 - beta, eta**2 * s2 / (2 * s)

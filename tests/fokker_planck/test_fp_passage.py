@@ -1,5 +1,5 @@
 """Mean first-passage times from the grid's backward Kolmogorov equation, against the
-exact 1-D double-integral formula of THEORY.md §4."""
+exact 1-D double-integral formula of docs/theory.md §4."""
 
 import jax
 import numpy as np

@@ -1,5 +1,5 @@
 """Time stepping, stationary solves, spectral gap and gradients of sgdsde.fokker_planck,
-against closed forms (THEORY.md §3, §5) and an Euler–Maruyama ensemble."""
+against closed forms (docs/theory.md §3, §5) and an Euler–Maruyama ensemble."""
 
 import warnings
 
@@ -89,7 +89,7 @@ def ou_setup(n):
 
 def test_ou_transient_matches_exact_gaussian_transition():
     # from N(1, 0.1²): law at t = 10 steps is Gaussian with mean e^{−ηht}, variance
-    # e^{−2ηht}·0.01 + (Σ − e^{−2ηht}Σ) (THEORY §5). Space O(h²), time O(Δt²): halving
+    # e^{−2ηht}·0.01 + (Σ − e^{−2ηht}Σ) (docs/theory.md §5). Space O(h²), time O(Δt²): halving
     # both divides the error by ≈ 4.
     t = 10.0
     with jax.enable_x64(True):

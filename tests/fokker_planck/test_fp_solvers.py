@@ -1,7 +1,7 @@
 """Linear solvers of sgdsde.fokker_planck: the sparse direct and the Krylov path converge on
 non-reversible problems up to 256² (2-D) and 64³ (3-D), the stationary covariance of a
 full-noise anisotropic OU process converges to the Lyapunov solution at second order in h
-(THEORY.md §5: A Σ + Σ A = (η/S) C), and a solve that cannot reach its tolerance raises."""
+(docs/theory.md §5: A Σ + Σ A = (η/S) C), and a solve that cannot reach its tolerance raises."""
 
 import warnings
 

@@ -286,7 +286,7 @@ def test_bad_input_is_rejected_with_clear_errors():
 # ------------------------------------------------------- the SDE of a network
 def test_euler_maruyama_with_empirical_noise_on_a_network():
     """One Gaussian-SGD step (euler_maruyama(empirical()), dt = 1) of an MLP (d = 67):
-    θ' − θ + η g ~ N(0, Σ), Σ = η² C(θ)/S (THEORY.md §2). Over R = 2048 draws the mean
+    θ' − θ + η g ~ N(0, Σ), Σ = η² C(θ)/S (docs/theory.md §2). Over R = 2048 draws the mean
     of ‖θ' − θ + η g‖² estimates tr Σ with standard error √(2 tr(Σ²)/R); allow 4σ."""
     eta, s, replicas = 0.5, 4, 2048
     dataset = data.gaussian_mixture(64, 4, 3, key=jax.random.key(3))
