@@ -138,6 +138,15 @@ def _check_momentum(momentum) -> None:
             raise ValueError(f"momentum: must lie in [0, 1), got {b}")
 
 
+def _positive_definite(m: np.ndarray) -> bool:
+    """Whether a symmetric m is positive definite (a Cholesky factorisation: d³/3 flops)."""
+    try:
+        np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def _check_hessian_stable(hessian) -> np.ndarray | None:
     """Hessian eigenvalues (numpy) if concrete; raises unless all have Re λ > 0."""
     if not _is_concrete(hessian):
@@ -152,8 +161,27 @@ def _check_hessian_stable(hessian) -> np.ndarray | None:
     return lam
 
 
+def _check_ou_stable(hessian) -> None:
+    """Raise unless every Hessian eigenvalue has Re λ > 0 (a Cholesky factorisation when A is
+    symmetric; eigenvalues only for the message or a non-symmetric A)."""
+    if _is_concrete(hessian):
+        a = np.asarray(hessian, dtype=np.float64)
+        if np.array_equal(a, a.T) and _positive_definite(a):
+            return
+    _check_hessian_stable(hessian)
+
+
 def _check_sgd_stable(hessian, learning_rate, momentum=0.0) -> None:
-    """Raise if heavy-ball SGD on ½θᵀAθ is unstable (spectral radius ≥ 1)."""
+    """Raise if heavy-ball SGD on ½θᵀAθ is unstable (spectral radius ≥ 1).
+
+    Symmetric A: stable iff 0 < ηλ < 2(1 + β) for every eigenvalue, i.e. A ≻ 0 and
+    2(1 + β)/η · I − A ≻ 0: two Cholesky factorisations; eigenvalues only for the message.
+    """
+    if _is_concrete(hessian, learning_rate, momentum):
+        a = np.asarray(hessian, dtype=np.float64)
+        bound = 2.0 * (1.0 + float(np.asarray(momentum))) / float(np.asarray(learning_rate))
+        if np.array_equal(a, a.T) and _positive_definite(a) and _positive_definite(bound * np.eye(a.shape[0]) - a):
+            return
     lam = _check_hessian_stable(hessian)
     if lam is None or not _is_concrete(learning_rate, momentum):
         return
@@ -364,7 +392,7 @@ def ou_stationary_cov(
     _check_pair(hessian, noise_cov)
     _check_positive(learning_rate, "learning_rate")
     _check_batch(batch_size)
-    _check_hessian_stable(hessian)
+    _check_ou_stable(hessian)
     dt = _float_dtype(hessian, noise_cov, learning_rate)
     a = jnp.asarray(hessian, dt)
     c = jnp.asarray(noise_cov, dt)
