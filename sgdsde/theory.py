@@ -1,6 +1,6 @@
 """Closed forms for SGD on a quadratic and its Ornstein–Uhlenbeck (SDE) limit.
 
-Model (THEORY.md §1, §2, §5): L(θ) = ½ θᵀ A θ, per-example gradient covariance C,
+Model (docs/theory.md §1, §2, §5): L(θ) = ½ θᵀ A θ, per-example gradient covariance C,
 learning rate η, batch size S, N examples. SGD is θ' = (I − ηA) θ − η ξ with
 Cov(ξ) = C/S (``iid``) or (C/S)(N−S)/(N−1) (``subset``); ``epoch`` noise is
 correlated inside an epoch (Cov(ξ_j, ξ_k) = −C/(N−1), j ≠ k).
