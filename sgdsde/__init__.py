@@ -11,6 +11,7 @@ from . import compare, landscape, noise, observers, problems, sampling, sde, the
 from .hyper import Hyper, HyperValues
 from .problem import Problem
 from .runner import DivergenceWarning, RunResult, run
+from .simulation import Simulation, simulate
 from .sde import diffrax_stepper, euler_maruyama, underdamped
 from .steppers import Stepper, StepperState, sgd
 
@@ -42,6 +43,8 @@ __all__ = [
     "compare",
     "run",
     "RunResult",
+    "simulate",
+    "Simulation",
     "DivergenceWarning",
     "observers",
     "problems",

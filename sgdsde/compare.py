@@ -57,7 +57,8 @@ from jax.flatten_util import ravel_pytree
 from . import observers as obs_lib
 from .hyper import Hyper
 from .problem import Problem
-from .runner import DivergenceWarning, _typed_key, run
+from ._checks import typed_key as _typed_key
+from .runner import DivergenceWarning, run
 from .steppers import Stepper, sgd as _sgd
 
 PyTree = Any

@@ -20,6 +20,7 @@ Value = Union[float, int, np.ndarray, jax.Array, Callable[[Any], Any]]
 __all__ = ["Hyper", "HyperValues"]
 
 _FIELDS = ("learning_rate", "batch_size", "momentum")
+_VALID = {"learning_rate": 1.0, "batch_size": 1, "momentum": 0.0}  # in range, for traced fields
 
 
 class HyperValues(NamedTuple):
@@ -115,6 +116,9 @@ class Hyper:
         for field, value in zip(_FIELDS, self._values()):
             if callable(value):
                 values.append(value)
+            elif isinstance(value, jax.core.Tracer):  # inside jit/vmap/grad: stay traced
+                dtype = jnp.int32 if field == "batch_size" else None
+                values.append(jnp.broadcast_to(jnp.asarray(value, dtype=dtype), shape).reshape(size))
             else:
                 dtype = np.int32 if field == "batch_size" else None
                 arr = np.broadcast_to(np.asarray(value, dtype=dtype), shape).reshape(size)
@@ -152,12 +156,25 @@ class Hyper:
 
         η > 0 and finite, S an integer in [1, N], β in [0, 1). Schedules are evaluated
         at every step 0 … num_steps−1 (vectorised) to check them and to find max S.
+        A traced field (inside ``jax.jit``, ``vmap`` or ``grad``, e.g. d/dη through
+        :func:`sgdsde.simulate`) has no values to check: only its dtype is checked, and a
+        traced batch size needs ``max_batch_size``.
         """
         self.grid_shape  # raises on shapes that do not broadcast
         values = self._values()
         steps = np.arange(max(int(num_steps or 1), 1)) if any(map(callable, values)) else None
         checked = {}
         for field, value in zip(_FIELDS, self._values()):
+            if isinstance(value, jax.core.Tracer):
+                if not jnp.issubdtype(value.dtype, jnp.number):
+                    raise ValueError(f"{field}: must be numbers, got dtype {value.dtype}")
+                if field == "batch_size" and self.max_batch_size is None:
+                    raise ValueError(
+                        "batch_size: a traced batch size needs Hyper(..., max_batch_size=S_max), the "
+                        "static size minibatches are drawn at"
+                    )
+                checked[field] = np.asarray([_VALID[field]])  # placeholder: no value to check
+                continue
             if callable(value):
                 try:
                     arr = np.asarray(jax.vmap(value)(jnp.asarray(steps)))
@@ -184,7 +201,7 @@ class Hyper:
             )
         if np.any(mom < 0) or np.any(mom >= 1):
             raise ValueError(f"momentum: must lie in [0, 1), got values in [{mom.min():g}, {mom.max():g}]")
-        needed = int(batch.max())
+        needed = int(batch.max()) if not isinstance(self.batch_size, jax.core.Tracer) else self.max_batch_size
         if self.max_batch_size is not None and self.max_batch_size < needed:
             raise ValueError(
                 f"max_batch_size: {self.max_batch_size} is smaller than the largest batch size {needed}"

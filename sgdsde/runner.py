@@ -39,11 +39,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _threefry
 from . import observers as obs_lib
 from . import sharding as sharding_lib
+from ._checks import check_int, typed_key
 from .hyper import Hyper
 from .problem import Problem
+from .simulation import (
+    DIVERGENCE,
+    Simulation,
+    _simulate,
+    check_arguments,
+    initial_params,
+    initial_states,
+    programs,
+    replica_keys,
+    to_grid,
+)
 from .steppers import Stepper, StepperState
 
 PyTree = Any
@@ -52,14 +63,13 @@ __all__ = ["run", "RunResult", "DivergenceWarning", "replica_keys", "CLOCKS"]
 
 CLOCKS = ("steps", "sme", "calls")
 
-_INIT_TAG = 0xFFFFFFFF  # fold_in tag for random initial parameters (never a step index)
-_DIVERGENCE = obs_lib.divergence()  # one object, so compiled runs are cached across calls
 
 
 class DivergenceWarning(RuntimeWarning):
     """Some replicas produced non-finite parameters during a run."""
 
 
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     """What :func:`run` returns.
@@ -99,6 +109,21 @@ class RunResult:
 
     def __getitem__(self, name: str):
         return self.observations[name]
+
+    # a pytree: arrays (and the hyperparameters) are leaves; sizes, clock and retimers static
+    def tree_flatten(self):
+        children = (self.observations, self.diverged, self.divergence_step, self.state, self.hyper,
+                    self.divergence_time, self._raw_observations)
+        aux = (self.grid_shape, self.num_steps, self.replicas, self.clock, self.dt,
+               tuple(sorted(self._retimers.items())))
+        return children, aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        observations, diverged, step, state, hyper, divergence_time, raw = children
+        grid_shape, num_steps, replicas, clock, dt, retimers = aux
+        return cls(observations, diverged, step, state, hyper, grid_shape, num_steps, replicas, clock, dt,
+                   divergence_time, raw, dict(retimers))
 
     @property
     def any_diverged(self) -> bool:
@@ -179,68 +204,15 @@ def _clock_converter(hyper: Hyper, grid_shape: tuple, dt: float, num_steps: int,
     return convert
 
 
-def replica_keys(key: jax.Array, replicas: int) -> jax.Array:
-    """k_r = fold_in(key, r) for r = 0 … R−1 (typed keys)."""
-    return _replica_keys(_typed_key(key), replicas)
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _replica_keys(key: jax.Array, replicas: int) -> jax.Array:
-    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas, dtype=jnp.uint32))
-
-
-def _typed_key(key) -> jax.Array:
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    arr = np.asarray(key)
-    if arr.dtype != np.uint32 or arr.shape != (2,):
-        raise ValueError("key: must be a jax PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed))")
-    return jax.random.wrap_key_data(jnp.asarray(arr))
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
-def _initial_params(init_params, keys: jax.Array, problem: Problem):
-    """(R, …) initial params: a shared pytree broadcast, or init_params(key) per replica."""
-    if callable(init_params):
-        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, _INIT_TAG))(keys)
-        one = init_params(init_keys[0])
-        problem.check_params(one, "init_params(key)")
-        params = jax.vmap(init_params)(init_keys)
-        for leaf in jax.tree_util.tree_leaves(params):
-            if not np.all(np.isfinite(np.asarray(leaf))):
-                raise ValueError("init_params(key): produced non-finite values for some replicas")
-        return params
-    problem.check_params(init_params)
-    replicas = keys.shape[0]
-    return jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x), (replicas,) + jnp.shape(x)), init_params
-    )
-
-
 def _check_run_arguments(stepper, problem, hyper, num_steps, replicas, observers, clock):
     """Checks of :func:`run`'s arguments, in Python (also used by :mod:`sgdsde.sweep`).
     Returns (hyper with max_batch_size set, num_steps, replicas, observer list, clock)."""
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem: must be an sgdsde.Problem, got {type(problem).__name__}")
-    if not isinstance(stepper, Stepper):
-        raise ValueError(f"stepper: must be an sgdsde Stepper (e.g. sgdsde.sgd()), got {type(stepper).__name__}")
-    if not isinstance(hyper, Hyper):
-        raise ValueError(f"hyper: must be an sgdsde.Hyper, got {type(hyper).__name__}")
-    num_steps = _check_int(num_steps, "num_steps", 0)
-    replicas = _check_int(replicas, "replicas", 1)
-    # schedules are read at SGD steps up to ⌊(num_steps − ½)·dt⌋ by SDE steppers (dt ≠ 1)
-    hyper = hyper.validate(problem.num_examples, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
-    observers = list(observers) if observers is not None else [obs_lib.endpoint()]
-    names = [o.name for o in observers]
-    if "divergence" in names or len(set(names)) != len(names):
-        raise ValueError(f"observers: names must be unique and not 'divergence', got {names}")
-    clock = _check_clock(clock, float(stepper.dt))
-    return hyper, num_steps, replicas, observers, clock
+    hyper, num_steps, replicas, observers = check_arguments(stepper, problem, hyper, num_steps, replicas, observers)
+    return hyper, num_steps, replicas, observers, _check_clock(clock, float(stepper.dt))
+
+
+# names other modules and tests use
+_typed_key, _check_int, _DIVERGENCE = typed_key, check_int, DIVERGENCE
 
 
 def run(
@@ -293,40 +265,70 @@ def run(
     hyper, num_steps, replicas, observers, clock = _check_run_arguments(
         stepper, problem, hyper, num_steps, replicas, observers, clock
     )
-    all_observers = tuple(observers) + (_DIVERGENCE,)
+    all_observers = tuple(observers) + (DIVERGENCE,)
     if chunk_size is None:
         chunk_size = max(-(-num_steps // 20), 1) if progress else max(num_steps, 1)
-    chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    chunk_size = check_int(chunk_size, "chunk_size", 1)
 
     grid_shape = hyper.grid_shape
     configs = int(np.prod(grid_shape)) if grid_shape else 1
     if config_block is not None:
-        config_block = _check_int(config_block, "config_block", 1)
+        config_block = check_int(config_block, "config_block", 1)
     block = config_block if configs > 1 else None
     layout = sharding_lib.plan(devices, configs, replicas, block or 1)
+    key = typed_key(key)
+
+    if layout is None and block is None and chunk_size >= num_steps:
+        # the plain case: exactly sd.simulate (one compiled program, the same bits)
+        sim = _simulate(key, stepper, problem, hyper, init_params, num_steps, replicas, all_observers)
+        sim = jax.tree_util.tree_map(np.asarray, sim)
+    else:
+        sim = _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replicas, all_observers,
+                             chunk_size, progress, layout, block, configs, grid_shape)
+    for o in observers:  # misuse only the values can show (e.g. a basin label out of range)
+        if o.check is not None:
+            o.check(sim.observations[o.name])
+    result = RunResult(
+        observations=sim.observations,
+        diverged=sim.diverged,
+        divergence_step=sim.divergence_step,
+        state=sim.state,
+        hyper=hyper,
+        grid_shape=grid_shape,
+        num_steps=num_steps,
+        replicas=replicas,
+        clock="calls",
+        dt=float(stepper.dt),
+        _retimers={o.name: o.retime for o in observers if o.retime is not None},
+    ).on_clock(clock)
+    if result.any_diverged:
+        warnings.warn(_divergence_message(result), DivergenceWarning, stacklevel=2)
+    return result
+
+
+def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replicas, all_observers,
+                   chunk_size, progress, layout, block, configs, grid_shape) -> Simulation:
+    """The run as jitted pieces (start, chunks of steps, finish): for progress lines,
+    chunking, devices and fixed-width configuration blocks. Same numbers as
+    :func:`sgdsde.simulate` to float rounding (bit for bit with ``config_block``)."""
     parts = layout.num_devices if layout is not None and layout.axis == "configs" else 1
     blocking = (parts, block) if block is not None else None
-
     keys = replica_keys(key, replicas)
-    params = _initial_params(init_params, keys, problem)
+    params = initial_params(init_params, keys, problem)
     flat_hyper = hyper.flatten_grid()
-    ctx_static = (num_steps, replicas)
-
-    states = jax.vmap(lambda p: stepper.init(p, problem))(params)
     if layout is None:
         padded = -(-configs // block) * block if block is not None else configs
         flat_hyper = sharding_lib.pad_configs(flat_hyper, configs, padded)
-        states = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (padded,) + x.shape), states)
+        states = initial_states(stepper, problem, params, padded)
         gather = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:configs], tree)
     else:
-        states = layout.place_states(states)
+        states = layout.place_states(jax.vmap(lambda p: stepper.init(p, problem))(params))
         flat_hyper = layout.place(layout.pad_configs(flat_hyper), layout.hyper_sharding)
         keys = layout.place(keys, layout.key_sharding)
         problem = layout.place(problem, layout.replicated)
         gather = layout.gather
 
-    start, advance, finish = _compile(stepper, all_observers, ctx_static, blocking)
-
+    start, advance, finish = _compile(stepper, all_observers, (num_steps, replicas), blocking)
     observed = start(states, problem)
     done, began = 0, time.perf_counter()
     while done < num_steps:
@@ -346,31 +348,9 @@ def run(
     if layout is not None:
         states, observed = layout.before_finish((states, observed))
     results = finish(states, observed, problem)
-
-    unflat = lambda tree: jax.tree_util.tree_map(
-        lambda x: x.reshape(grid_shape + np.shape(x)[1:]), gather(tree)
-    )
-    observations = {o.name: unflat(r) for o, r in zip(all_observers, results)}
-    div = observations.pop("divergence")
-    for o in observers:  # misuse only the values can show (e.g. a basin label out of range)
-        if o.check is not None:
-            o.check(observations[o.name])
-    result = RunResult(
-        observations=observations,
-        diverged=div["diverged"],
-        divergence_step=div["step"],
-        state=unflat(states),
-        hyper=hyper,
-        grid_shape=grid_shape,
-        num_steps=num_steps,
-        replicas=replicas,
-        clock="calls",
-        dt=float(stepper.dt),
-        _retimers={o.name: o.retime for o in observers if o.retime is not None},
-    ).on_clock(clock)
-    if result.any_diverged:
-        warnings.warn(_divergence_message(result), DivergenceWarning, stacklevel=2)
-    return result
+    observations = {o.name: to_grid(gather(r), grid_shape) for o, r in zip(all_observers, results)}
+    divergence = observations.pop("divergence")
+    return Simulation(observations, divergence["diverged"], divergence["step"], to_grid(gather(states), grid_shape))
 
 
 @functools.lru_cache(maxsize=64)
@@ -379,21 +359,15 @@ def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple, blocking
     so repeated runs with the same stepper and observer objects reuse the compiled code.
     blocking: None (the configuration axis vmapped at once) or (parts, width), see
     :func:`_blocked`."""
+    start, advance, finish = programs(stepper, all_observers, ctx_static)
 
-    def start(states, problem):
-        ctx = obs_lib.RunContext(problem, *ctx_static)
-        return tuple(jax.vmap(lambda s, o=o: o.init(s, ctx))(states) for o in all_observers)
-
-    def finish(states, observed, problem):
-        ctx = obs_lib.RunContext(problem, *ctx_static)
-        return tuple(
-            jax.vmap(lambda obs, s, o=o: o.finalize(obs, s, ctx))(ob, states)
-            for o, ob in zip(all_observers, observed)
-        )
+    def advance_blocks(states, observed, flat_hyper, problem, keys, first, length):
+        run_block = lambda s, o, h, p, k, t: advance(s, o, h, p, k, t, length)
+        return _blocked(run_block, blocking, 3)(states, observed, flat_hyper, problem, keys, first)
 
     return (
         jax.jit(_blocked(start, blocking, 1)),
-        _make_advance(stepper, all_observers, ctx_static, blocking),
+        jax.jit(advance_blocks, static_argnums=(6,), donate_argnums=(0, 1)),
         jax.jit(_blocked(finish, blocking, 2)),
     )
 
@@ -417,34 +391,6 @@ def _blocked(fn: Callable, blocking: tuple | None, num_batched: int) -> Callable
         return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[3:]), out)
 
     return blocked
-
-
-def _make_advance(stepper: Stepper, all_observers, ctx_static, blocking=None):
-    replica_step = jax.vmap(stepper.step, in_axes=(0, 0, None, None))
-
-    def advance(states, observed, flat_hyper, problem, keys, start, length):
-        ctx = obs_lib.RunContext(problem, *ctx_static)
-
-        def body(carry, k):
-            states, observed = carry
-            step_keys = _threefry.fold_in(keys, k)  # = vmap(fold_in(key_r, k)), bit for bit
-            states = jax.vmap(replica_step, in_axes=(None, 0, None, 0))(step_keys, states, problem, flat_hyper)
-            t = k + 1
-            observed = tuple(
-                jax.vmap(lambda ob, s, o=o: o.update(ob, s, t, ctx))(ob, states)
-                for o, ob in zip(all_observers, observed)
-            )
-            return (states, observed), None
-
-        steps = start + jnp.arange(length, dtype=jnp.int32)
-        (states, observed), _ = jax.lax.scan(body, (states, observed), steps)
-        return states, observed
-
-    def advance_blocks(states, observed, flat_hyper, problem, keys, start, length):
-        run_block = lambda s, o, h, p, k, t: advance(s, o, h, p, k, t, length)
-        return _blocked(run_block, blocking, 3)(states, observed, flat_hyper, problem, keys, start)
-
-    return jax.jit(advance_blocks, static_argnums=(6,), donate_argnums=(0, 1))
 
 
 def _divergence_message(result: RunResult) -> str:

@@ -137,7 +137,10 @@ def test_random_initial_params(quadratic64):
 )
 def test_bad_input_raises_before_compiling(quadratic64, kwargs, argument, monkeypatch):
     compiled = []
-    monkeypatch.setattr(sd.runner, "_make_advance", lambda *a, **k: compiled.append(1))
+    import sgdsde.simulation
+
+    monkeypatch.setattr(sgdsde.simulation, "_core", lambda *a, **k: compiled.append(1))  # one-program path
+    monkeypatch.setattr(sd.runner, "_compile", lambda *a, **k: compiled.append(1))  # chunked path
     args = dict(hyper=sd.Hyper(0.1, 8), init=jnp.zeros(3), replicas=2, num_steps=10)
     args.update(kwargs)
     with pytest.raises(ValueError, match=argument):

@@ -116,7 +116,10 @@ def test_four_devices_equal_one():
 )
 def test_bad_devices_raise_before_compiling(devices, message, monkeypatch):
     compiled = []
-    monkeypatch.setattr(sd.runner, "_make_advance", lambda *a, **k: compiled.append(1))
+    import sgdsde.simulation
+
+    monkeypatch.setattr(sgdsde.simulation, "_core", lambda *a, **k: compiled.append(1))
+    monkeypatch.setattr(sd.runner, "_compile", lambda *a, **k: compiled.append(1))
     problem = sd.problems.quadratic([[1.0]], [[1.0]], 8, key=jax.random.key(0))
     with pytest.raises(ValueError, match=f"devices: .*{message}"):
         sd.run(jax.random.key(0), sd.sgd(), problem, sd.Hyper([0.1, 0.2], 2), jnp.zeros(1), 5, devices=devices)
