@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Float
 
-from .runner import _check_int, _typed_key
+from ._checks import check_int as _check_int, typed_key as _typed_key
 
 PyTree = Any
 
@@ -55,6 +55,8 @@ __all__ = [
     "power_iteration",
     "Lanczos",
     "lanczos",
+    "BlockLanczos",
+    "block_lanczos",
     "top_eigenvalues",
     "Estimate",
     "TraceEstimate",
@@ -69,7 +71,7 @@ __all__ = [
     "loss_along_line",
 ]
 
-_METHODS = ("lanczos", "power")
+_METHODS = ("lanczos", "block", "power")
 _SCHEMES = ("forward", "central")
 
 
@@ -111,18 +113,62 @@ class Lanczos(NamedTuple):
         eigenvalue of H lies within this distance of θ_i (the a-posteriori Lanczos bound,
         plus a rounding allowance for the computed basis).
         """
-        return _ritz(self.alpha, self.beta, self.residual, self.dropped)
+        values, weights, bounds = _ritz(self.tridiagonal(), self.residual.reshape(1, 1), self.dropped)
+        return values, weights[0], bounds
 
 
 @jax.jit
-def _ritz(alpha, beta, residual, dropped):
-    tridiagonal = jnp.diag(alpha) + jnp.diag(beta, 1) + jnp.diag(beta, -1)
+def _ritz(tridiagonal, residual, dropped):
+    """Rayleigh–Ritz on a (block) tridiagonal T (m × m) with last residual block R (p × p).
+
+    Returns values θ_i (decreasing), weights (p, m): squared components of T's
+    eigenvectors s_i in the first block, and bounds ‖R s_i^(last block)‖ + dropped +
+    m·eps·max|θ| = the norm of the Ritz residual H y_i − θ_i y_i, so (Weyl / Bauer–Fike
+    for symmetric H) some eigenvalue of H lies within bounds[i] of θ_i.
+    """
     values, vectors = jnp.linalg.eigh(tridiagonal)
     values, vectors = values[::-1], vectors[:, ::-1]  # eigh sorts ascending
-    weights = vectors[0] ** 2
-    rounding = jnp.finfo(alpha.dtype).eps * alpha.shape[0] * jnp.max(jnp.abs(values))
-    bounds = residual * jnp.abs(vectors[-1]) + dropped + rounding
+    p = residual.shape[0]
+    weights = vectors[:p] ** 2
+    rounding = jnp.finfo(values.dtype).eps * values.shape[0] * jnp.max(jnp.abs(values))
+    bounds = jnp.linalg.norm(residual @ vectors[-p:], axis=0) + dropped + rounding
     return values, weights, bounds
+
+
+class BlockLanczos(NamedTuple):
+    """s block-Lanczos steps with blocks of p vectors: H V ≈ V T, T block tridiagonal.
+
+    diagonal (s, p, p): the blocks A_j = V_jᵀ H V_j; offdiagonal (s − 1, p, p): the
+    blocks B_j = V_{j+1}ᵀ H V_j below the diagonal (B_jᵀ above; rows of B_j are 0 where a
+    block was rank deficient and fresh vectors were put in); residual (p, p): B_s, the
+    part of H V_s outside the basis; basis (s·p, d): orthonormal rows, block j in rows
+    jp … jp + p − 1; dropped (): the largest singular value set to 0 at a restart.
+    """
+
+    diagonal: Float[Array, "s p p"]
+    offdiagonal: Float[Array, "s1 p p"]
+    residual: Float[Array, "p p"]
+    basis: Float[Array, "m d"]
+    dropped: Float[Array, ""]
+
+    def tridiagonal(self) -> Float[Array, "m m"]:
+        """T as a dense (s·p) × (s·p) matrix."""
+        return _block_tridiagonal(self.diagonal, self.offdiagonal)
+
+    def ritz(self) -> tuple[Array, Array, Array]:
+        """(values, weights, bounds), values in decreasing order; weights (p, m) are the
+        squared first-block components of T's eigenvectors; for each i some eigenvalue of
+        H lies within bounds[i] = ‖B_s s_i^(last block)‖ + dropped + rounding of values[i]."""
+        return _ritz(self.tridiagonal(), self.residual, self.dropped)
+
+
+def _block_tridiagonal(diagonal: Array, offdiagonal: Array) -> Array:
+    s, p, _ = diagonal.shape
+    below = jnp.concatenate([offdiagonal, jnp.zeros((1, p, p), diagonal.dtype)])  # pad to s blocks
+    t = (jnp.einsum("ij,iab->iajb", jnp.eye(s, dtype=diagonal.dtype), diagonal)
+         + jnp.einsum("ij,jab->iajb", jnp.eye(s, k=-1, dtype=diagonal.dtype), below)
+         + jnp.einsum("ij,iba->iajb", jnp.eye(s, k=1, dtype=diagonal.dtype), below))
+    return t.reshape(s * p, s * p)
 
 
 class Estimate(NamedTuple):
@@ -276,9 +322,10 @@ def _normalize(v: Array) -> Array:
 
 
 def _orthogonalize(v: Array, basis: Array) -> Array:
-    """Remove the span of basis's rows (orthonormal or zero) from v; twice ("twice is enough")."""
-    v = v - basis.T @ (basis @ v)
-    return v - basis.T @ (basis @ v)
+    """Remove the span of basis's rows (orthonormal or zero) from v (a vector, or the rows of
+    a block); twice ("twice is enough")."""
+    v = v - (v @ basis.T) @ basis
+    return v - (v @ basis.T) @ basis
 
 
 # ----------------------------------------------------------------------------- HVP
@@ -362,44 +409,62 @@ def power_iteration(
 
 
 # ----------------------------------------------------------------------------- Lanczos
-def _lanczos_flat(matvec, v0: Array, m: int, fresh: Array) -> Lanczos:
-    """m steps of Lanczos from the unit vector v0 with full reorthogonalisation.
+def _block_lanczos_flat(matmat, v0: Array, steps: int, fresh: Array) -> BlockLanczos:
+    """``steps`` block-Lanczos steps from the p orthonormal rows v0 (p, d), with full
+    reorthogonalisation; p = 1 is ordinary Lanczos.
 
-    A residual below 100·eps·‖H‖ (the Krylov space is exhausted, to rounding) ends a
-    block: its β is set to 0 and the iteration restarts from the random vector ``fresh``,
-    cyclically shifted by the step index and orthogonalised against the basis, so T stays
-    exact (block diagonal) and m ≤ d steps always make sense.
+    Step j (p HVPs, one ``matmat`` call): W = H V_j, A_j = V_j W ᵀ, W ← W ⟂ basis (twice),
+    Wᵀ = Q R (QR), R = U Σ Yᵀ (SVD of p × p), V_{j+1} = (Q U)ᵀ, B_j = Σ Yᵀ; cost p HVPs and
+    O(j p² d) for the orthogonalisation. A singular value below 100·eps·‖H‖ (that part of
+    the Krylov space is exhausted, to rounding) is set to 0 (the largest such is
+    ``dropped``) and its vector replaced by the rows of ``fresh`` (p, d), cyclically
+    shifted by the step index and orthogonalised against the basis, so T stays exact and
+    s·p ≤ d always makes sense.
     """
-    d = v0.shape[0]
+    p, d = v0.shape
     dtype = v0.dtype
+    m = steps * p
     tol = 100 * jnp.finfo(dtype).eps
-    basis = jnp.zeros((m, d), dtype).at[0].set(v0)
+    basis = jnp.zeros((m, d), dtype).at[:p].set(v0)
+    rows = jnp.arange(p)
 
     def body(j, carry):
-        basis, alpha, beta, dropped, scale = carry
-        v = basis[j]
-        w = matvec(v)
-        scale = jnp.maximum(scale, jnp.linalg.norm(w))
-        a = jnp.vdot(v, w)
-        w = _orthogonalize(w, basis)  # rows after j are still zero
-        b = jnp.linalg.norm(w)
-        last = j == m - 1
-        breakdown = (b <= tol * scale) & ~last
+        basis, diagonal, offdiagonal, dropped, scale = carry
+        v = lax.dynamic_slice_in_dim(basis, j * p, p)
+        w = matmat(v)
+        scale = jnp.maximum(scale, jnp.max(jnp.linalg.norm(w, axis=1)))
+        a = v @ w.T
+        w = _orthogonalize(w, basis)  # rows after block j are still zero
+        q, r = jnp.linalg.qr(w.T)
+        u, sigma, yt = jnp.linalg.svd(r)  # sigma decreasing: deficient directions come last
+        nxt = (q @ u).T
+        off = sigma[:, None] * yt
+        deficient = (sigma <= tol * scale) & (j < steps - 1)
 
-        def restart(_):
-            return _normalize(_orthogonalize(jnp.roll(fresh, j + 1), basis))
+        def restart(nxt):
+            fill = jnp.where(deficient[:, None], jnp.roll(fresh, j + 1, axis=1), nxt)
+            q2, r2 = jnp.linalg.qr(_orthogonalize(fill, basis).T)  # kept rows come first: unchanged
+            return (q2 * jnp.where(jnp.diag(r2) < 0, -1, 1).astype(dtype)).T
 
-        nxt = lax.cond(breakdown, restart, lambda _: w / jnp.where(b > 0, b, 1), None)
-        basis = basis.at[j + 1].set(nxt, mode="drop")
-        alpha = alpha.at[j].set(a)
-        beta = beta.at[j].set(jnp.where(breakdown, 0, b))
-        dropped = jnp.where(breakdown, jnp.maximum(dropped, b), dropped)
-        return basis, alpha, beta, dropped, scale
+        nxt = lax.cond(jnp.any(deficient), restart, lambda x: x, nxt)
+        basis = basis.at[(j + 1) * p + rows].set(nxt, mode="drop")
+        diagonal = diagonal.at[j].set(0.5 * (a + a.T))
+        offdiagonal = offdiagonal.at[j].set(jnp.where(deficient[:, None], 0, off))
+        dropped = jnp.maximum(dropped, jnp.max(jnp.where(deficient, sigma, 0)))
+        return basis, diagonal, offdiagonal, dropped, scale
 
     zero = jnp.zeros((), dtype)
-    init = (basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), zero, zero)
-    basis, alpha, beta, dropped, _ = lax.fori_loop(0, m, body, init)
-    return Lanczos(alpha, beta[:-1], beta[-1], basis, dropped)
+    blocks = jnp.zeros((steps, p, p), dtype)
+    basis, diagonal, offdiagonal, dropped, _ = lax.fori_loop(0, steps, body, (basis, blocks, blocks, zero, zero))
+    return BlockLanczos(diagonal, offdiagonal[:-1], offdiagonal[-1], basis, dropped)
+
+
+def _lanczos_flat(matvec, v0: Array, m: int, fresh: Array) -> Lanczos:
+    """m steps of single-vector Lanczos from the unit vector v0: the block method with p = 1
+    (a zero residual restarts from ``fresh``, β = 0, so T stays exact)."""
+    block = _block_lanczos_flat(jax.vmap(matvec), v0[None], m, fresh[None])
+    return Lanczos(block.diagonal[:, 0, 0], block.offdiagonal[:, 0, 0], jnp.abs(block.residual[0, 0]),
+                   block.basis, block.dropped)
 
 
 _STARTS = {"given": 0, "gaussian": 1, "rademacher": 2}
@@ -410,10 +475,50 @@ def _lanczos_core(fun, params, key, start, start_kind, m: int) -> Lanczos:
     """Lanczos from ``start`` (flat; start_kind 0) or from a Gaussian (1) or Rademacher (2)
     vector drawn from ``key``; the kind is traced, so all share one compiled program."""
     matvec, flat, _ = _flat_operator(fun, params)
+    return _lanczos_start(matvec, flat, key, start, start_kind, m)
+
+
+def _lanczos_start(matvec, flat, key, start, start_kind, m: int) -> Lanczos:
     gaussian, fresh = jax.random.normal(key, (2,) + flat.shape, flat.dtype)
     rademacher = _signs(gaussian)  # the signs of a Gaussian vector are Rademacher
     v0 = jnp.stack([start.astype(flat.dtype), gaussian, rademacher])[start_kind]
     return _lanczos_flat(matvec, _normalize(v0), m, fresh)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "p"))
+def _block_lanczos_core(fun, params, key, steps: int, p: int) -> BlockLanczos:
+    """Block Lanczos from p Gaussian vectors (orthonormalised); H applied by ``jax.vmap``."""
+    matvec, flat, _ = _flat_operator(fun, params)
+    gaussian, fresh = jax.random.normal(key, (2, p) + flat.shape, flat.dtype)
+    v0 = jnp.linalg.qr(gaussian.T)[0].T
+    return _block_lanczos_flat(jax.vmap(matvec), v0, steps, fresh)
+
+
+def block_lanczos(
+    fun: Callable[[PyTree], Array],
+    params: PyTree,
+    *,
+    key: Array,
+    block_size: int = 4,
+    num_iterations: int = 100,
+) -> BlockLanczos:
+    """Block Lanczos on H with blocks of p = ``block_size`` Gaussian start vectors and
+    s = ``num_iterations`` // p steps (s·p ≤ d HVPs), full reorthogonalisation.
+
+    Each step applies H to p vectors at once (``jax.vmap`` of the HVP: matrix–matrix work)
+    and orthogonalises the block with matrix–matrix products. Ritz values
+    (``result.ritz()``) converge to the extreme eigenvalues like Lanczos's, at a rate set
+    by the gap to λ_{i+p}, and resolve multiplicities up to p; each comes with the bound
+    ‖H y − θ y‖ ≥ |θ − λ| for some eigenvalue λ.
+    """
+    fun, d, key = _prepare(fun, params, key)
+    p = _check_int(block_size, "block_size", 1)
+    if p > d:
+        raise ValueError(f"block_size: must be at most the number of parameters d = {d}, got {block_size}")
+    steps = min(_check_int(num_iterations, "num_iterations", 1), d) // p
+    if steps < 1:
+        raise ValueError(f"num_iterations: must be at least block_size = {p}, got {num_iterations}")
+    return _block_lanczos_core(fun, params, key, steps, p)
 
 
 def lanczos(
@@ -452,18 +557,23 @@ def top_eigenvalues(
     *,
     key: Array,
     k: int = 1,
-    method: Literal["lanczos", "power"] = "lanczos",
+    method: Literal["lanczos", "block", "power"] = "lanczos",
     num_iterations: int = 100,
+    block_size: int | None = None,
 ) -> Float[Array, " k"]:
     """The k largest eigenvalues of H, largest first.
 
     method="lanczos": the k largest Ritz values after ``num_iterations`` Lanczos steps
     (capped at d; needs num_iterations ≥ k) — the largest algebraic eigenvalues.
+    method="block": the same from block Lanczos (:func:`block_lanczos`) with blocks of
+    p = ``block_size`` vectors (default k) and ``num_iterations`` // p steps: about
+    ``num_iterations`` HVPs, applied p at a time (``jax.vmap``), resolving
+    multiplicities up to p; needs (num_iterations // p)·p ≥ k.
     method="power": power iteration with deflation (``num_iterations`` HVPs per
     eigenvalue, as PyHessian's ``eigenvalues(top_n=k)``): the k eigenvalues of largest
     magnitude, sorted in decreasing order — the same as Lanczos's for a positive
     semi-definite H. Single-vector Lanczos sees one copy of a repeated eigenvalue (its
-    Krylov space holds one); deflated power iteration resolves multiplicities.
+    Krylov space holds one); block Lanczos and deflated power iteration resolve them.
     """
     fun, d, key = _prepare(fun, params, key)
     k = _check_int(k, "k", 1)
@@ -475,11 +585,18 @@ def top_eigenvalues(
     if method == "power":
         values, _ = _power_core(fun, params, key, num_iterations, k)
         return -jnp.sort(-values)
-    m = min(num_iterations, d)
-    if m < k:
-        raise ValueError(f"num_iterations: Lanczos needs at least k = {k} iterations, got {num_iterations}")
-    values, _, _ = lanczos(fun, params, key=key, num_iterations=m).ritz()
-    return values[:k]
+    p = 1 if method == "lanczos" else (k if block_size is None else _check_int(block_size, "block_size", 1))
+    if p > d:
+        raise ValueError(f"block_size: must be at most the number of parameters d = {d}, got {block_size}")
+    steps = min(num_iterations, d) // p
+    if steps * p < k:
+        name = "Lanczos" if method == "lanczos" else f"block Lanczos (blocks of {p})"
+        raise ValueError(f"num_iterations: {name} needs at least k = {k} iterations, got {num_iterations}")
+    if method == "lanczos":
+        result = lanczos(fun, params, key=key, num_iterations=steps)
+    else:
+        result = _block_lanczos_core(fun, params, key, steps, p)
+    return result.ritz()[0][:k]
 
 
 # ----------------------------------------------------------------------------- trace
@@ -494,10 +611,12 @@ _PROBES = {"trace": 0, "exact": 1, "forward": 2, "central": 3}
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "batch_size"))
 def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
-    """Per probe k: mode 0: zᵀHz, z Rademacher; modes 1–3: ‖Hv‖², v ~ N(0, I), with Hv
-    exact (1) or by forward (2) or central (3) differences of gradients, the parameters
-    moving a distance ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε)."""
+    """Per probe k: mode 0: zᵀHz, z Rademacher (:func:`_quadratic_form`); modes 1–3: ‖Hv‖²,
+    v ~ N(0, I), with Hv exact (1) or by forward (2) or central (3) differences of
+    gradients, the parameters moving a distance ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε). Probes run
+    ``batch_size`` at a time under ``jax.vmap`` (one at a time for None)."""
     matvec, flat, unravel = _flat_operator(fun, params)
+    flat_fun = lambda x: fun(unravel(x))
     flat_grad = lambda x: ravel_pytree(jax.grad(fun)(unravel(x)))[0]
     g0 = flat_grad(flat)
 
@@ -509,7 +628,7 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
         return lax.switch(
             mode,
             [
-                lambda: jnp.vdot(z, matvec(z)),
+                lambda: _quadratic_form(flat_fun, flat, z),
                 lambda: _squared_norm(matvec(v)),
                 lambda: _squared_norm(size * (flat_grad(flat + step) - g0) / epsilon),
                 lambda: _squared_norm(size * (flat_grad(flat + step) - flat_grad(flat - step)) / (2 * epsilon)),
@@ -517,6 +636,12 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
         )
 
     return _estimate(_probe_map(sample, jax.random.split(key, num_samples), batch_size))
+
+
+def _quadratic_form(flat_fun: Callable, flat: Array, z: Array) -> Array:
+    """zᵀHz = d²/dε² fun(θ + ε z) at ε = 0, forward over forward mode (exact, not a
+    difference): no backward pass, about 1.5× fewer flops than zᵀ(Hz) by an HVP."""
+    return jax.jvp(lambda x: jax.jvp(flat_fun, (x,), (z,))[1], (flat,), (z,))[1]
 
 
 def _squared_norm(x):
@@ -540,8 +665,11 @@ def hutchinson_trace(
     """tr H ≈ (1/n) Σ_i z_iᵀ H z_i with n = ``num_samples`` Rademacher probes (±1 entries).
 
     Unbiased; Var(zᵀHz) = 2 Σ_{i≠j} H_ij², so the standard error (sample standard
-    deviation / √n, reported) shrinks like 1/√n. Probes run one after another
-    (memory of one HVP), or ``batch_size`` at a time (vectorised, more memory).
+    deviation / √n, reported) shrinks like 1/√n. Each zᵀHz is the second directional
+    derivative d²/dε² fun(params + ε z) (forward over forward mode: cost about 1.5
+    gradients, ~1.5× less than an HVP). Probes run one after another (memory of one), or
+    ``batch_size`` at a time (``jax.vmap``: matrix–matrix work, batch_size× the memory);
+    the same ``key`` gives the same probes for every batch_size.
     """
     fun, d, key = _prepare(fun, params, key)
     num_samples = _check_int(num_samples, "num_samples", 2)
@@ -550,6 +678,20 @@ def hutchinson_trace(
 
 
 # ----------------------------------------------------------------------------- SLQ
+@functools.partial(jax.jit, static_argnames=("num_probes", "m", "batch_size"))
+def _slq_core(fun, params, key, num_probes: int, m: int, batch_size: int):
+    """(nodes, weights) of :func:`spectral_density`, batch_size probes at a time (vmap)."""
+    matvec, flat, _ = _flat_operator(fun, params)
+    zero = jnp.zeros_like(flat)
+
+    def probe(l):
+        result = _lanczos_start(matvec, flat, jax.random.fold_in(key, l), zero, _STARTS["rademacher"], m)
+        values, weights, _ = result.ritz()
+        return values, weights
+
+    return lax.map(probe, jnp.arange(num_probes), batch_size=batch_size)
+
+
 def spectral_density(
     fun: Callable[[PyTree], Array],
     params: PyTree,
@@ -557,19 +699,26 @@ def spectral_density(
     key: Array,
     num_probes: int = 10,
     num_steps: int = 50,
+    batch_size: int | None = None,
 ) -> SpectralDensity:
     """Spectral density of H by stochastic Lanczos quadrature (Ghorbani et al. 2019).
 
     ``num_probes`` Rademacher probes u = z/√d, ``num_steps`` Lanczos steps each (capped
     at d): per probe, nodes = Ritz values, weights = squared first components of T's
     eigenvectors. See :class:`SpectralDensity` for moments, traces of functions of H and
-    a smoothed density. Probe l uses ``jax.random.fold_in(key, l)``; the probes run one
-    after another through the compiled program of :func:`lanczos` (so both share one
-    compile; under an outer ``jax.jit`` the probe loop is unrolled).
+    a smoothed density. Probe l uses ``jax.random.fold_in(key, l)``. With
+    ``batch_size=None`` the probes run one after another through the compiled program of
+    :func:`lanczos` (so both share one compile; under an outer ``jax.jit`` the probe loop
+    is unrolled); with ``batch_size=b`` one program runs b independent Lanczos
+    recurrences at a time under ``jax.vmap`` (b HVPs per step as matrix–matrix work, b×
+    the memory: b bases of num_steps × d), the same probes and values to rounding.
     """
     fun, d, key = _prepare(fun, params, key)
     num_probes = _check_int(num_probes, "num_probes", 1)
     m = min(_check_int(num_steps, "num_steps", 1), d)
+    if batch_size is not None:
+        nodes, weights = _slq_core(fun, params, key, num_probes, m, _check_batch_size(batch_size, num_probes))
+        return SpectralDensity(nodes, weights, d)
     zero = jnp.zeros_like(ravel_pytree(params)[0])
     nodes, weights = [], []
     for probe in range(num_probes):
@@ -587,6 +736,7 @@ def log_determinant(
     key: Array,
     num_probes: int = 10,
     num_steps: int = 50,
+    batch_size: int | None = None,
 ) -> LogDetEstimate:
     """log det H = tr log H ≈ d · (1/P) Σ_l Σ_j τ_lj² log θ_lj, by SLQ (see
     :func:`spectral_density`), with its standard error over the P probes.
@@ -596,8 +746,9 @@ def log_determinant(
     check cannot raise: the result is then NaN and ``min_ritz_value`` ≤ 0 says why. The
     quadrature error (log is not a polynomial) falls geometrically with ``num_steps``,
     faster for a better-conditioned H; with num_steps = d it is exact to rounding.
+    ``batch_size``: probes per vmapped batch, as in :func:`spectral_density`.
     """
-    density = spectral_density(fun, params, key=key, num_probes=num_probes, num_steps=num_steps)
+    density = spectral_density(fun, params, key=key, num_probes=num_probes, num_steps=num_steps, batch_size=batch_size)
     smallest = jnp.min(density.nodes)
     if not isinstance(smallest, jax.core.Tracer) and not float(smallest) > 0:
         raise ValueError(
