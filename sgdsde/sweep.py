@@ -82,6 +82,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import runner
+from ._checks import check_int, typed_key
 from . import sharding as sharding_lib
 from .hyper import _FIELDS, Hyper
 from .problem import Problem
@@ -200,7 +201,7 @@ def run_sweep(
     hyper, num_steps, replicas, observers, clock = runner._check_run_arguments(
         stepper, problem, hyper, num_steps, replicas, observers, clock
     )
-    key = runner._typed_key(key)
+    key = typed_key(key)
     if not callable(init_params):
         problem.check_params(init_params)
     for value, name in ((keep_state, "keep_state"), (allow_code_changes, "allow_code_changes")):
@@ -320,9 +321,9 @@ def _check_out_dir(out_dir) -> str:
 def _chunking(per_chunk, block, total: int, device_count: int) -> tuple[int, int]:
     """(configurations per chunk, config_block), see :func:`run_sweep`."""
     if per_chunk is not None:
-        per_chunk = min(runner._check_int(per_chunk, "configs_per_chunk", 1), total)
+        per_chunk = min(check_int(per_chunk, "configs_per_chunk", 1), total)
     if block is not None:
-        block = runner._check_int(block, "config_block", 1)
+        block = check_int(block, "config_block", 1)
     if per_chunk is None:
         unit = (block or 1) * device_count
         per_chunk = -(-(-(-total // 20)) // unit) * unit
