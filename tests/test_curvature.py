@@ -20,6 +20,8 @@ from jax.tree_util import Partial
 
 from sgdsde import curvature as cv
 
+from _rounding import rounding_atol
+
 Z = 4.0  # z-test threshold (two-sided P ≈ 6e-5 per test under the null)
 D = 40  # size of the random SPD matrices
 TOP = np.array([20.0, 14.0, 10.0])  # separated top eigenvalues; the bulk lies in [0.5, 4]
@@ -172,6 +174,105 @@ def test_eigenvalues_of_a_network_hessian(net, x64):
     np.testing.assert_allclose(net["hessian"] @ np.asarray(u), lam[0] * np.asarray(u), atol=1e-9)
 
 
+# ----------------------------------------------------------------------------- block Lanczos
+CLUSTER = np.array([10.0, 9.99, 9.98, 7.0, 7.0])  # a tight cluster, then a double eigenvalue
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """d = 60, spectrum: CLUSTER, then 55 eigenvalues uniform in [−3, 2] (negative ones included)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(20)
+        d = 60
+        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        lam = np.concatenate([CLUSTER, rng.uniform(-3.0, 2.0, d - CLUSTER.size)])
+        a = (q * lam) @ q.T
+        fun = Partial(_quadratic, jnp.asarray(a))
+        x = jnp.zeros(d)
+    return {"a": a, "lam": np.sort(lam)[::-1], "fun": fun, "x": x}
+
+
+def test_block_lanczos_clustered_multiple_and_negative_eigenvalues(clustered, x64):
+    a, lam, fun, x = clustered["a"], clustered["lam"], clustered["fun"], clustered["x"]
+    norm = np.max(np.abs(lam))
+    key = jax.random.key(21)
+    result = cv.block_lanczos(fun, x, key=key, block_size=4, num_iterations=36)  # 9 steps of 4
+    basis = np.asarray(result.basis)
+    assert basis.shape == (36, a.shape[0])
+    np.testing.assert_allclose(basis @ basis.T, np.eye(36), atol=1e-12)  # full reorthogonalisation
+    # the recurrence reproduces the projection VᵀAV exactly, to rounding of d-term sums of O(‖A‖)
+    np.testing.assert_allclose(basis @ a @ basis.T, np.asarray(result.tridiagonal()), atol=ROUND * norm)
+    values, weights, bounds = (np.asarray(x) for x in result.ritz())
+    assert weights.shape == (4, 36)
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-12)  # the start block lies in the basis
+    # Ritz residual ‖A y − θ y‖ = bounds (the true residual, recomputed), and by Weyl /
+    # Bauer–Fike for symmetric A some eigenvalue lies within it: |θ − λ| ≤ ‖r‖
+    _, vectors = np.linalg.eigh(np.asarray(result.tridiagonal()))
+    ritz_vectors = basis.T @ vectors[:, ::-1]
+    residuals = np.linalg.norm(a @ ritz_vectors - ritz_vectors * values, axis=0)
+    np.testing.assert_allclose(residuals, bounds, atol=1e-9 * norm)  # bound = computed β-block formula
+    for value, bound in zip(values, bounds):
+        assert np.min(np.abs(lam - value)) <= bound + ROUND * norm
+    # Cauchy interlacing: θ_i ≤ λ_i; with bounds < 0.005 (half the cluster's spacing 0.01) the
+    # eigenvalue within bounds[i] of θ_i is λ_i itself, so |θ_i − λ_i| ≤ bounds[i] for the top 5 —
+    # the double eigenvalue 7 appears twice (block size 4 ≥ multiplicity 2)
+    assert np.all(values[:5] <= lam[:5] + ROUND * norm)
+    assert np.all(bounds[:5] < 5e-3)
+    assert np.all(np.abs(values[:5] - lam[:5]) <= bounds[:5] + ROUND * norm)
+    # the smallest (most negative) eigenvalue converges too (extreme eigenvalues at both ends)
+    assert abs(values[-1] - lam[-1]) <= bounds[-1] + ROUND * norm
+    # top_eigenvalues(method="block") runs the same compiled programs: bit for bit
+    top = cv.top_eigenvalues(fun, x, key=key, k=5, method="block", block_size=4, num_iterations=36)
+    np.testing.assert_array_equal(np.asarray(top), values[:5])
+
+
+def test_block_lanczos_restarts_on_a_low_rank_matrix(x64):
+    # rank 5, blocks of 3: the Krylov space of the start block has dimension ≤ 8 < 18, so a
+    # block becomes rank deficient; its singular values ≤ 100·eps·‖A‖ are set to 0 (``dropped``),
+    # fresh orthogonal vectors replace them and T stays exact
+    rng = np.random.default_rng(22)
+    q, _ = np.linalg.qr(rng.normal(size=(D, D)))
+    lam = np.zeros(D)
+    lam[:5] = [9.0, 7.0, 5.0, 3.0, 1.0]
+    a = (q * lam) @ q.T
+    result = cv.block_lanczos(Partial(_quadratic, jnp.asarray(a)), jnp.zeros(D), key=jax.random.key(23), block_size=3, num_iterations=18)
+    assert float(result.dropped) <= 100 * np.finfo(np.float64).eps * 9
+    basis = np.asarray(result.basis)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(18), atol=1e-12)
+    np.testing.assert_allclose(basis @ a @ basis.T, np.asarray(result.tridiagonal()), atol=1e-12)
+    values, _, _ = result.ritz()
+    np.testing.assert_allclose(np.asarray(values)[:5], lam[:5], atol=1e-10)
+    assert np.all(np.abs(np.asarray(values)[5:]) < 1e-10)
+
+
+def test_block_methods_under_jit_and_vmap(net, x64):
+    fun, params = net["fun"], net["params"]
+    other = jax.tree_util.tree_map(lambda p: 0.8 * p + 0.05, params)
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), params, other)
+    key = jax.random.key(24)
+
+    def one(p):
+        eig = cv.top_eigenvalues(fun, p, key=key, k=3, method="block", block_size=3, num_iterations=48)
+        return eig, cv.hutchinson_trace(fun, p, key=key, num_samples=12, batch_size=5).samples
+
+    eig_vmap, tr_vmap = jax.jit(jax.vmap(one))(stacked)
+    flat_fn = lambda p: (lambda v: fun(ravel_pytree(p)[1](v)))
+    for i, p in enumerate((params, other)):
+        flat = ravel_pytree(p)[0]
+        h = np.asarray(jax.jit(jax.hessian(flat_fn(p)))(flat))
+        lam = np.linalg.eigvalsh(h)[::-1]
+        _, _, bounds = cv.block_lanczos(fun, p, key=key, block_size=3, num_iterations=48).ritz()
+        # each program's Ritz values lie within the a-posteriori bound (converged: < 1e-4) of λ_i;
+        # the programs differ by rounding only, ≪ the bound's rounding allowance ROUND
+        assert np.all(np.asarray(bounds)[:3] < 1e-4)
+        np.testing.assert_allclose(np.asarray(eig_vmap[i]), lam[:3], rtol=0, atol=float(np.max(bounds[:3])) + ROUND)
+        # the same probes in two programs: zᵀHz = Σ_ij z_i H_ij z_j to rounding of sums of
+        # |H_ij| terms (d² products, d-term sums per layer)
+        eager = np.asarray(cv.hutchinson_trace(fun, p, key=key, num_samples=12).samples)
+        atol = rounding_atol(np.abs(h).sum(), 4 * h.shape[0])
+        np.testing.assert_allclose(np.asarray(tr_vmap[i]), eager, rtol=0, atol=atol)
+
+
 # ----------------------------------------------------------------------------- trace
 def _rademacher_sd(h):
     """Standard deviation of zᵀHz for Rademacher z: Var = 2 Σ_{i≠j} H_ij²."""
@@ -194,6 +295,43 @@ def test_hutchinson_trace_z_test(which, spd, net, x64):
     samples = np.asarray(est.samples)
     kurtosis = np.mean((samples - samples.mean()) ** 4) / np.var(samples) ** 2
     assert abs(float(est.stderr) / exact_se - 1) <= Z * np.sqrt((kurtosis - 1) / (4 * n))
+
+
+def test_hutchinson_exact_expectation_and_batched_probes(x64):
+    # d = 6: average zᵀAz over all 2⁶ sign vectors = Σ_ij A_ij E[z_i z_j] = tr A exactly (the
+    # estimator is unbiased); forward-over-forward zᵀAz agrees with the dense quadratic form to
+    # the rounding of its 36-term sum of |A_ij| terms
+    rng = np.random.default_rng(25)
+    b = rng.normal(size=(6, 6))
+    a = b + b.T
+    fun = Partial(_quadratic, jnp.asarray(a))
+    x = jnp.asarray(rng.normal(size=6))
+    signs = np.array([[1.0 if (i >> j) & 1 else -1.0 for j in range(6)] for i in range(64)])
+    forms = np.asarray(jax.vmap(lambda z: cv._quadratic_form(lambda v: fun(v), x, z))(jnp.asarray(signs)))
+    atol = rounding_atol(np.abs(a).sum(), 36 + 8)
+    np.testing.assert_allclose(forms, np.einsum("ni,ij,nj->n", signs, a, signs), rtol=0, atol=atol)
+    assert abs(forms.mean() - np.trace(a)) <= atol
+    # the drawn probes are sign vectors: every sample is one of the 64 values (z and −z share one)
+    n = 20
+    seq = np.asarray(cv.hutchinson_trace(fun, x, key=jax.random.key(26), num_samples=n).samples)
+    assert all(np.min(np.abs(forms - v)) <= atol for v in seq)
+    # the same probes, 7 at a time under vmap (another program): equal to rounding
+    batched = cv.hutchinson_trace(fun, x, key=jax.random.key(26), num_samples=n, batch_size=7)
+    np.testing.assert_allclose(np.asarray(batched.samples), seq, rtol=0, atol=atol)
+
+
+def test_spectral_density_batched_probes_match_sequential(spd, x64):
+    # the same probes (fold_in(key, l)), Lanczos vmapped 3 at a time vs one at a time: the
+    # quadrature of the moments p ≤ 3 equals uᵀA^p u per probe (exact for p ≤ 2m − 1), so both
+    # agree with each other to rounding, ROUND relative to ‖A‖^p
+    key = jax.random.key(27)
+    seq = cv.spectral_density(spd["fun"], spd["x"], key=key, num_probes=7, num_steps=10)
+    bat = cv.spectral_density(spd["fun"], spd["x"], key=key, num_probes=7, num_steps=10, batch_size=3)
+    assert bat.nodes.shape == seq.nodes.shape == (7, 10)
+    for p in (1, 2, 3):
+        per_seq = np.sum(np.asarray(seq.weights) * np.asarray(seq.nodes) ** p, axis=1)
+        per_bat = np.sum(np.asarray(bat.weights) * np.asarray(bat.nodes) ** p, axis=1)
+        np.testing.assert_allclose(per_bat, per_seq, rtol=0, atol=ROUND * TOP[0] ** p)
 
 
 # ----------------------------------------------------------------------------- SLQ
