@@ -7,6 +7,8 @@ loop of small kernels over the replica axis, and for small models (d = 2) those 
 are most of a step. Written as ``jnp`` ops the same function is fused by XLA into the
 step's one elementwise kernel.
 
+:func:`uniform_below` draws a counter-based stream of bounded integers (one block per draw).
+
 :func:`fold_in` and :func:`normal` return exactly what ``jax.random.fold_in`` and
 ``jax.random.normal`` return (bit for bit; ``tests/test_threefry.py``) for keys of the
 default ``threefry2x32`` implementation with ``jax_threefry_partitionable`` on (the
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["fold_in", "normal"]
+__all__ = ["fold_in", "normal", "uniform_below"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -86,3 +88,32 @@ def normal(key: jax.Array, shape, dtype) -> jax.Array:
     lo = np.nextafter(f32(-1), f32(0), dtype=f32)
     u = lax.max(lo, floats * (f32(1) - lo) + lo)
     return (f32(math.sqrt(2)) * lax.erf_inv(u)).reshape(shape)
+
+
+def _mulhilo(a, b):
+    """(high, low) 32-bit words of the 64-bit product of uint32 a and b (16-bit halves)."""
+    mask, sh = jnp.uint32(0xFFFF), jnp.uint32(16)
+    a0, a1, b0, b1 = a & mask, a >> sh, b & mask, b >> sh
+    lo = a0 * b0
+    mid1 = a1 * b0 + (lo >> sh)
+    mid2 = a0 * b1 + (mid1 & mask)
+    return a1 * b1 + (mid1 >> sh) + (mid2 >> sh), a * b
+
+
+def uniform_below(key: jax.Array, counters, span) -> jax.Array:
+    """int32 draws in [0, span) for one typed key, one per uint32 counter t: the 64 bits of
+    one Threefry-2x32 block (x_hi, x_lo) = threefry(key, (0, t)) mapped to
+    ⌊(x_hi·2³² + x_lo)·span / 2⁶⁴⌋ (bias ≤ span/2⁶⁴; span ≤ 2³¹). Element t depends only on
+    (key, t), so a stream can be drawn in pieces. Non-Threefry keys fall back to
+    ``jax.random.randint(fold_in(key, t), (), 0, span)``."""
+    counters = jnp.asarray(counters, jnp.uint32)
+    span = jnp.asarray(span).astype(jnp.uint32)
+    if not _is_threefry(key):
+        draw = lambda t: jax.random.randint(jax.random.fold_in(key, t), (), 0, span.astype(jnp.int32))
+        return jax.vmap(draw)(counters.reshape(-1)).reshape(counters.shape).astype(jnp.int32)
+    raw = jax.random.key_data(key)
+    x_hi, x_lo = _threefry2x32(raw[0], raw[1], jnp.zeros_like(counters), counters)
+    a_hi, a_lo = _mulhilo(x_hi, span)  # x·span = a·2³² + b, with a = x_hi·span, b = x_lo·span
+    b_hi, _ = _mulhilo(x_lo, span)
+    carry = (a_lo + b_hi < a_lo).astype(jnp.uint32)
+    return (a_hi + carry).astype(jnp.int32)

@@ -15,11 +15,15 @@ draw at size S, so a batch-size grid and separate runs see the same batches.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
+
+from ._threefry import uniform_below
 
 Sampling = Literal["iid", "subset", "epoch"]
 SAMPLINGS = ("iid", "subset", "epoch")
@@ -90,10 +94,69 @@ def _fisher_yates_prefix(key, order, start, num_examples, batch_size, max_size):
     return order.at[touched].set(read(jnp.maximum(pos, 0)), mode="drop"), indices
 
 
-def _subset_draw(key, state, num_examples, batch_size, max_size):
-    """A fresh uniform S-subset (in random order) each step: a Fisher–Yates prefix of
-    the identity order (see :func:`_fisher_yates_prefix`); no state."""
-    return _fisher_yates_prefix(key, None, 0, num_examples, batch_size, max_size)[1], state
+_PAIRWISE_MAX = 32  # streams up to this length are deduplicated by O(L²) fused compares, longer ones by sorting
+
+
+def _stream_length(num_examples: int, max_size: int) -> int:
+    """Draws L of the first piece of the stream: the number needed for ``max_size`` distinct
+    values is a sum of geometric variables (mean Σ_j N/(N−j), variance Σ_j jN/(N−j)²); L is
+    the mean + 6 standard deviations + 2, so that a second piece is rarely needed."""
+    j = np.arange(max_size, dtype=np.float64)
+    n = float(num_examples)
+    mean = np.sum(n / (n - j))
+    sd = math.sqrt(np.sum(j * n / (n - j) ** 2))
+    return max_size + int(math.ceil(mean - max_size + 6 * sd)) + 2
+
+
+def _sort_pairs(major: Array, minor: Array, major_bound: int, minor_bound: int) -> tuple[Array, Array]:
+    """Sort int32 pairs lexicographically (0 ≤ major < major_bound, 0 ≤ minor < minor_bound):
+    one single-key sort of major·minor_bound + minor when it fits in int32 (XLA's fast path),
+    else a two-key sort."""
+    if major_bound * minor_bound < 2**31:
+        packed = jnp.sort(major * minor_bound + minor)
+        return packed // minor_bound, packed % minor_bound
+    return tuple(jax.lax.sort((major, minor), num_keys=2))
+
+
+def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Array, " count"]:
+    """The first ``count`` distinct values of ``values`` in order of first occurrence (entries
+    equal to ``empty`` are skipped), padded with ``empty``. O(L²) fused compares for
+    L ≤ _PAIRWISE_MAX, else two sorts, O(L log L)."""
+    length = values.shape[0]
+    t = jnp.arange(length, dtype=jnp.int32)
+    if length <= _PAIRWISE_MAX:
+        earlier = t[None, :] < t[:, None]  # [t, k]: k < t
+        first = (values < empty) & ~jnp.any(earlier & (values[None, :] == values[:, None]), axis=1)
+        rank = jnp.sum(earlier & first[None, :], axis=1, dtype=jnp.int32)  # first occurrences before t
+        hit = first[None, :] & (rank[None, :] == jnp.arange(count, dtype=jnp.int32)[:, None])
+        return jnp.where(jnp.any(hit, axis=1), jnp.sum(jnp.where(hit, values[None, :], 0), axis=1), empty)
+    sorted_values, position = _sort_pairs(values, t, empty + 1, length)  # equal values by position
+    first = (sorted_values < empty) & jnp.concatenate(
+        [jnp.ones((1,), bool), sorted_values[1:] != sorted_values[:-1]])
+    position, value = _sort_pairs(jnp.where(first, position, length), sorted_values, length + 1, empty + 1)
+    return jnp.where(position[:count] < length, value[:count], empty).astype(jnp.int32)
+
+
+def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
+    """A fresh uniform S-subset (in random order) each step, by rejection: the first
+    ``max_size`` distinct values of a stream of iid uniform indices c_0, c_1, … (c_t from
+    Threefry block t of the step key, :func:`sgdsde._threefry.uniform_below`). Each new
+    distinct value is uniform over the values not yet seen, so every prefix of length S is
+    a uniform random S-sequence without repetition, whatever ``max_size``. The stream is
+    read in pieces of L = :func:`_stream_length` draws (a further piece only while some
+    replica has fewer than ``max_size`` distinct values); no state."""
+    length = _stream_length(num_examples, max_size)
+    piece = lambda index: uniform_below(
+        key, index * length + jnp.arange(length, dtype=jnp.uint32), num_examples)
+    found = _first_distinct(piece(jnp.uint32(0)), num_examples, max_size)
+
+    def more(carry):
+        index, found = carry
+        stream = jnp.concatenate([found, piece(index)])  # found: the first occurrences so far
+        return index + 1, _first_distinct(stream, num_examples, max_size)
+
+    short = lambda carry: jnp.any(carry[1] == num_examples)
+    return jax.lax.while_loop(short, more, (jnp.uint32(1), found))[1], state
 
 
 class EpochState(NamedTuple):

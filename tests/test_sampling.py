@@ -233,3 +233,89 @@ def test_consecutive_batch_covariance(draws, sampling):
     expected = -VAR_X / (N - 1) if sampling == "epoch" else 0.0
     assert abs(estimate - expected) < 4.5 * stderr, (estimate, expected, stderr)
     assert VAR_X / (N - 1) > 10 * stderr  # power: −Var/(N−1) and 0 are told apart
+
+
+# ------------------------------------------------------------------ subset: exact uniformity
+import itertools  # noqa: E402
+
+from sgdsde import _threefry, sampling  # noqa: E402
+
+
+def _subset_batches(num_examples, batch_size, max_size, replicas, seed):
+    draw = make_sampler("subset").draw
+    keys = jax.random.split(jax.random.key(seed), replicas)
+    fn = jax.jit(jax.vmap(lambda k: draw(k, (), num_examples, jnp.int32(batch_size), max_size)[0]))
+    return np.asarray(fn(keys))
+
+
+def test_uniform_below_is_the_64_bit_product():
+    """c = ⌊(x_hi·2³² + x_lo)·span/2⁶⁴⌋ from the Threefry block at counter t, checked
+    against exact Python integers for spans up to 2³¹ − 1 (no rounding anywhere)."""
+    key = jax.random.key(5)
+    counters = jnp.arange(1000, dtype=jnp.uint32) * 7919
+    raw = jax.random.key_data(key)
+    hi, lo = (np.asarray(x).astype(object) for x in
+              _threefry._threefry2x32(raw[0], raw[1], jnp.zeros_like(counters), counters))
+    for span in (1, 6, 1000, 50_000, 65_537, 2**24 + 3, 2**31 - 1):
+        ours = np.asarray(jax.jit(_threefry.uniform_below, static_argnums=2)(key, counters, span))
+        exact = np.array([((int(h) << 32 | int(l)) * span) >> 64 for h, l in zip(hi, lo)])
+        np.testing.assert_array_equal(ours, exact)
+
+
+@pytest.mark.parametrize("path", ["pairwise", "sort"])
+def test_first_distinct_of_every_stream_is_exactly_uniform(monkeypatch, path):
+    """The exact argument, with no Monte Carlo. The subset sampler returns the first M
+    distinct values of an iid uniform stream. Enumerate EVERY stream of length L over N
+    values (N = 4, L = 6: 4⁶ = 4096 equally likely streams) and run the sampler's own
+    deduplication on each: every ordered M-sequence without repetition must be the
+    outcome of exactly the same number of streams (for each M ≤ N), and streams with
+    fewer than M distinct values must be reported as short. Since this holds for every L
+    and the stream is read until M distinct values are found, the law is exactly uniform
+    over ordered sequences, hence over subsets (each prefix too)."""
+    n, length = 4, 6
+    if path == "sort":
+        monkeypatch.setattr(sampling, "_PAIRWISE_MAX", 0)
+    streams = np.array(list(itertools.product(range(n), repeat=length)), np.int32)
+    for m in range(1, n + 1):
+        out = np.asarray(jax.jit(jax.vmap(lambda s: sampling._first_distinct(s, n, m)))(streams))
+        distinct = np.array([len(set(s)) for s in streams])
+        full = out[:, -1] < n
+        np.testing.assert_array_equal(full, distinct >= m)
+        expected = np.array([list(dict.fromkeys(s))[:m] for s in streams[full]])
+        np.testing.assert_array_equal(out[full], expected)  # it is the first-occurrence order
+        _, counts = np.unique(out[full], axis=0, return_counts=True)
+        assert len(counts) == math.perm(n, m) and np.all(counts == counts[0]), (m, counts)
+
+
+def test_subset_is_uniform_over_all_subsets():
+    """N = 6, S = 3 drawn at max size 5 (so the prefix is what is tested): counts of each
+    of the C(6,3) = 20 subsets and of each of the 6·5·4 = 120 ordered triples over
+    R = 24000 keys. Multinomial χ² with E = 1200 (subsets) and 200 (triples) against
+    dof + 6·√(2·dof), about 6 standard deviations of the χ² law (fixed seed)."""
+    r = 24000
+    first = _subset_batches(6, 3, 5, r, seed=21)[:, :3]
+    for code, cells in ((np.sort(first, axis=1) @ (6 ** np.arange(3)), math.comb(6, 3)),
+                        (first @ (6 ** np.arange(3)), math.perm(6, 3))):
+        _, counts = np.unique(code, return_counts=True)
+        assert len(counts) == cells
+        chi2 = np.sum((counts - r / cells) ** 2 / (r / cells))
+        assert chi2 < _chi2_bound(cells - 1), (cells, chi2)
+
+
+@pytest.mark.parametrize("num_examples,max_size", [(1, 1), (7, 1), (5, 5), (40, 40), (300, 17), (2000, 64), (300, 200)])
+def test_subset_distinct_and_prefix_consistent(num_examples, max_size):
+    """Distinct, in-range indices for S = 1 … N, and the first S of a draw at max size M
+    equal the draw at max size S (same stream, whatever M)."""
+    batches = _subset_batches(num_examples, max_size, max_size, 500, seed=3)
+    assert batches.min() >= 0 and batches.max() < num_examples
+    assert np.all(np.diff(np.sort(batches, axis=1), axis=1) > 0)
+    half = max(1, max_size // 2)
+    np.testing.assert_array_equal(_subset_batches(num_examples, half, half, 500, seed=3), batches[:, :half])
+
+
+def test_subset_stream_read_in_small_pieces_is_the_same(monkeypatch):
+    """Reading the stream in pieces of 3 draws (so that the continuation loop runs many
+    times, also through the sort path) gives the same batches as the usual single piece."""
+    usual = _subset_batches(20, 12, 12, 300, seed=4)
+    monkeypatch.setattr(sampling, "_stream_length", lambda n, m: 3)
+    np.testing.assert_array_equal(_subset_batches(20, 12, 12, 300, seed=4), usual)
