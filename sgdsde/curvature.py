@@ -8,10 +8,12 @@ gradient evaluations. d is the total number of parameters; vectors are flattened
 the order of ``jax.flatten_util.ravel_pytree(params)``.
 
 - :func:`hvp`: H v for a tangent pytree v; :func:`dense_hessian`: H itself (small d).
-- :func:`power_iteration` and :func:`top_eigenvalues` (``method="power"`` or
-  ``"lanczos"``); :func:`lanczos` is the building block (full reorthogonalisation).
+- :func:`power_iteration` and :func:`top_eigenvalues` (``method="power"``, ``"lanczos"`` or
+  ``"block"``); :func:`block_lanczos` is the building block (blocks of p vectors, H applied
+  to a block by ``jax.vmap`` of the HVP, full reorthogonalisation, Rayleigh–Ritz with
+  residual bounds) and :func:`lanczos` its p = 1 case.
 - :func:`hutchinson_trace`: tr H ≈ mean of zᵀHz over Rademacher probes z, with its
-  standard error.
+  standard error; zᵀHz = d²/dε² fun(params + εz) by forward over forward mode.
 - :func:`spectral_density` and :func:`log_determinant`: stochastic Lanczos quadrature
   (SLQ): for a probe u = z/√d, uᵀ f(H) u ≈ Σ_j τ_j² f(θ_j), with θ_j the eigenvalues
   of the Lanczos tridiagonal T and τ_j the first components of its eigenvectors (exact

@@ -448,6 +448,12 @@ def test_bad_input_raises_clear_errors(spd, x64):
         cv.top_eigenvalues(fun, x, key=key, k=3, num_iterations=2)
     with pytest.raises(ValueError, match="method"):
         cv.top_eigenvalues(fun, x, key=key, method="arnoldi")
+    with pytest.raises(ValueError, match="block_size"):
+        cv.top_eigenvalues(fun, x, key=key, method="block", block_size=D + 1)
+    with pytest.raises(ValueError, match="num_iterations: block Lanczos"):
+        cv.top_eigenvalues(fun, x, key=key, k=4, method="block", block_size=3, num_iterations=5)
+    with pytest.raises(ValueError, match="num_iterations: must be at least block_size"):
+        cv.block_lanczos(fun, x, key=key, block_size=4, num_iterations=3)
     with pytest.raises(ValueError, match="num_samples"):
         cv.hutchinson_trace(fun, x, key=key, num_samples=1)
     with pytest.raises(ValueError, match="key"):
