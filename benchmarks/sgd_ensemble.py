@@ -36,6 +36,10 @@ compiles again is reported too, with the fixed cost of a warm call.
 
 Usage:
     python benchmarks/sgd_ensemble.py [--replicas 10000] [--steps N] [--quick]
+    python benchmarks/sgd_ensemble.py --sampler-grid [--quick]
+
+--sampler-grid times only iid, subset and epoch sampling in sgdsde.run over N x S
+(see :func:`sampler_grid`) and writes benchmarks/results/sgd_ensemble_samplers[_quick].json.
 
 --quick runs a small version (< 30 s) to check that everything works; it writes
 benchmarks/results/sgd_ensemble_quick.json and leaves docs/benchmarks.md alone. A full
@@ -338,6 +342,8 @@ def parse_args(argv=None):
     p.add_argument("--scaling", default=None, help="replica counts for the scaling table (default 100,1000,10000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--sampler-grid", action="store_true",
+                   help="only the sampler grid: iid, subset, epoch over N x S (see sampler_grid)")
     a = p.parse_args(argv)
     a.replicas = a.replicas or (1000 if a.quick else 10000)
     a.repeats = a.repeats or (1 if a.quick else 5)
@@ -353,8 +359,77 @@ def parse_args(argv=None):
     return a
 
 
+# ------------------------------------------------------------------ sampler grid
+GRID_N, GRID_S = (256, 1000, 10000, 50000), (8, 32, 128, 512)
+QUICK_GRID_N, QUICK_GRID_S = (256, 10000), (8, 32)
+
+
+def sampler_grid(a) -> dict:
+    """Replica-steps/s of ``sd.run`` with sd.sgd("iid" | "subset" | "epoch") on the 2-D double
+    well, for every N x S of the grid with S <= N. At each point the three samplings are
+    warmed up (compiled; compile seconds kept apart), then timed interleaved (iid subset
+    epoch, iid subset epoch, ...) for --repeats rounds; rates and ratios use the median
+    execution time. Steps per timing: chosen from iid's warm-up so an iid call lasts
+    ~--min-time (the same steps for all three)."""
+    began, machine = C.begin()
+    R = a.replicas
+    grid_n, grid_s = (QUICK_GRID_N, QUICK_GRID_S) if a.quick else (GRID_N, GRID_S)
+    theta0 = jnp.asarray(THETA0, jnp.float32)
+    key = jax.random.key(a.seed)
+    steppers = {s: sd.sgd(s) for s in ("iid", "subset", "epoch")}
+    observers = [sd.observers.endpoint()]
+    points, rows = [], []
+    for n in grid_n:
+        problem = sd.problems.double_well_2d(key=jax.random.key(0), num_examples=n)
+        for size in (s for s in grid_s if s <= n):
+            hyper = sd.Hyper(a.learning_rate, size)
+
+            def call(sampling, steps):
+                return lambda: sd.run(key, steppers[sampling], problem, hyper, theta0, steps, replicas=R,
+                                      observers=observers, chunk_size=steps)
+
+            probe = C.time_call(call("iid", a.calibration_steps), warmup=1, repeats=1)
+            steps = _steps_for(a.min_time, probe.best / (R * a.calibration_steps), R, a.min_steps, a.max_steps)
+            calls = {s: call(s, steps) for s in steppers}
+            firsts = {s: C.time_call(fn, warmup=1, repeats=0) for s, fn in calls.items()}
+            _log(f"[grid] N={n} S={size}: {steps} steps, {a.repeats} interleaved rounds")
+            timings = C.time_interleaved(calls, warmup=0, repeats=a.repeats)
+            point = {"num_examples": n, "batch_size": size, "replicas": R, "steps": steps}
+            for s, t in timings.items():
+                t.warmup_wall, t.warmup_compile = firsts[s].warmup_wall, firsts[s].warmup_compile
+                point[s] = {**t.as_dict(R * steps), "first_call_compile_s": firsts[s].warmup_compile[0]}
+            rate = {s: point[s]["rate_median"] for s in steppers}
+            point["cost_ratio_subset_over_iid"] = rate["iid"] / rate["subset"]
+            point["cost_ratio_epoch_over_iid"] = rate["iid"] / rate["epoch"]
+            points.append(point)
+            rows.append([n, size, steps, *(C.fmt_rate(rate[s]) for s in steppers),
+                         f"{point['cost_ratio_subset_over_iid']:.2f}", f"{point['cost_ratio_epoch_over_iid']:.2f}",
+                         " / ".join(f"{firsts[s].warmup_compile[0]:.1f}" for s in steppers)])
+            print(C.format_table(HEADER_GRID, rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    C.print_table(HEADER_GRID, rows, title=f"sd.run replica-steps/s (median of {a.repeats} interleaved rounds), "
+                                           f"R={R}, 2-D double well, eta={a.learning_rate}")
+    print("  ratios = time per replica-step relative to iid (1 = as fast as iid).")
+    results = {"config": {"replicas": R, "repeats": a.repeats, "min_time_s": a.min_time, "quick": a.quick,
+                          "learning_rate": a.learning_rate, "grid_n": list(grid_n), "grid_s": list(grid_s),
+                          "timing_statistic": "median execution time (wall - JAX compile) over interleaved rounds"},
+               "points": points, "elapsed_s": time.perf_counter() - began}
+    machine["load_average_1_5_15min_end"] = C.machine_info()["load_average_1_5_15min"]
+    path = C.write_json(NAME + "_samplers" + ("_quick" if a.quick else ""), results, machine=machine)
+    print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
+          f"at end {machine['load_average_1_5_15min_end']}")
+    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    return results
+
+
+HEADER_GRID = ["N", "S", "steps", "iid /s", "subset /s", "epoch /s", "subset/iid", "epoch/iid",
+               "compile s (iid/subset/epoch)"]
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
+    if a.sampler_grid:
+        return sampler_grid(a)
     began, machine = C.begin()
     bench = Bench(a)
     R = a.replicas
