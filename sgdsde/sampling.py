@@ -129,7 +129,8 @@ def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Arr
         first = (values < empty) & ~jnp.any(earlier & (values[None, :] == values[:, None]), axis=1)
         rank = jnp.sum(earlier & first[None, :], axis=1, dtype=jnp.int32)  # first occurrences before t
         hit = first[None, :] & (rank[None, :] == jnp.arange(count, dtype=jnp.int32)[:, None])
-        return jnp.where(jnp.any(hit, axis=1), jnp.sum(jnp.where(hit, values[None, :], 0), axis=1), empty)
+        picked = jnp.sum(jnp.where(hit, values[None, :], 0), axis=1, dtype=jnp.int32)  # int32 under x64 too
+        return jnp.where(jnp.any(hit, axis=1), picked, empty).astype(jnp.int32)
     sorted_values, position = _sort_pairs(values, t, empty + 1, length)  # equal values by position
     first = (sorted_values < empty) & jnp.concatenate(
         [jnp.ones((1,), bool), sorted_values[1:] != sorted_values[:-1]])

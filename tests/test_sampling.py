@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sgdsde as sd
 from sgdsde.sampling import SAMPLINGS, batch_weights, make_sampler
 
 
@@ -319,3 +320,14 @@ def test_subset_stream_read_in_small_pieces_is_the_same(monkeypatch):
     usual = _subset_batches(20, 12, 12, 300, seed=4)
     monkeypatch.setattr(sampling, "_stream_length", lambda n, m: 3)
     np.testing.assert_array_equal(_subset_batches(20, 12, 12, 300, seed=4), usual)
+
+
+@pytest.mark.parametrize("max_size", [4, 40])  # the pairwise (L ≤ 32) and the sorting paths
+def test_subset_indices_are_int32_under_x64(max_size):
+    """Under float64 (x64) NumPy-style promotion would make sums int64; the sampler's
+    while_loop carry needs int32 either way (a regression: x64 runs failed to trace)."""
+    with jax.enable_x64(True):
+        problem = sd.problems.quadratic(np.eye(2), np.eye(2), 64, key=jax.random.key(0))
+        result = sd.run(jax.random.key(1), sd.sgd("subset"), problem, sd.Hyper(0.1, max_size), jnp.zeros(2), 3,
+                        replicas=2)
+    assert np.all(np.isfinite(result["endpoint"]))
