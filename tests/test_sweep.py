@@ -311,7 +311,7 @@ def test_fingerprints_see_closures_and_are_stable():
     numbers, a closure's array), the same for equal functions built twice."""
     import optax
 
-    digest = sweep._digest
+    digest = sweep._fingerprint._digest
     assert digest(optax.linear_schedule(0.2, 0.05, 20)) == digest(optax.linear_schedule(0.2, 0.05, 20))
     assert digest(optax.linear_schedule(0.2, 0.05, 20)) != digest(optax.linear_schedule(0.2, 0.06, 20))
     scaled = lambda c: (lambda x: c * x)

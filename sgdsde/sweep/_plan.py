@@ -1,0 +1,149 @@
+"""The plan of a sweep: the grid flattened into configurations and cut into chunks,
+and the manifest that records the sweep's arguments (with their fingerprints) so that
+a resumed call can be checked against the call that started it."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import check_int
+from ..hyper import _FIELDS, Hyper
+from ._fingerprint import _digest
+from ._results import SweepWarning
+
+FORMAT = "sgdsde.sweep/1"
+# fingerprint components that describe code, not data (allow_code_changes may accept them)
+_CODE_COMPONENTS = ("problem_code", "init_params_code", "stepper", "observers", "schedules")
+
+
+def _chunking(per_chunk, block, total: int, device_count: int) -> tuple[int, int]:
+    """(configurations per chunk, config_block), see :func:`~sgdsde.sweep.run_sweep`."""
+    if per_chunk is not None:
+        per_chunk = min(check_int(per_chunk, "configs_per_chunk", 1), total)
+    if block is not None:
+        block = check_int(block, "config_block", 1)
+    if per_chunk is None:
+        unit = (block or 1) * device_count
+        per_chunk = -(-(-(-total // 20)) // unit) * unit
+    if block is None:
+        block = -(-per_chunk // device_count)
+    return -(-per_chunk // block) * block, block
+
+
+def _flat_values(hyper: Hyper, grid_shape: tuple, total: int) -> list:
+    """Per field: the flattened grid values (total,) in their own dtype, or the schedule."""
+    return [
+        v if callable(v) else np.broadcast_to(np.asarray(v), grid_shape).reshape(total)
+        for v in hyper._values()
+    ]
+
+
+def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, observers, clock, keep_state,
+              config_block):
+    grid_shape = hyper.grid_shape
+    key_data = np.asarray(jax.random.key_data(key))
+    grid = {}
+    for field, value in zip(_FIELDS, hyper._values()):
+        if callable(value):
+            grid[field] = {"schedule": getattr(value, "__name__", "schedule")}
+        else:
+            arr = np.broadcast_to(np.asarray(value), grid_shape)
+            grid[field] = {"values": arr.tolist(), "dtype": arr.dtype.str}
+    schedules = [v for v in hyper._values() if callable(v)]
+    fingerprint = {
+        "key": _digest((str(jax.random.key_impl(key)), key_data)),
+        "grid": _digest((grid, hyper.max_batch_size)),
+        "run": _digest((num_steps, replicas, clock, keep_state, config_block)),
+        "problem_data": _digest((problem.data, dict(problem.info))),
+        "problem_code": _digest((problem.per_example_loss, problem.regularizer, problem.full_loss)),
+        "stepper": _digest(stepper),
+        "observers": _digest(tuple(observers)),
+        "schedules": _digest(schedules),
+        # the values a schedule takes are data (allow_code_changes does not cover them)
+        "schedule_values": _digest([_schedule_values(f, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
+                                    for f in schedules]),
+    }
+    if callable(init_params):
+        fingerprint["init_params_code"] = _digest(init_params)
+    else:
+        fingerprint["init_params"] = _digest(init_params)
+    from .. import __version__
+
+    return {
+        "format": FORMAT,
+        "grid_shape": list(grid_shape),
+        "num_configs": int(np.prod(grid_shape)) if grid_shape else 1,
+        "hyper": grid,
+        "max_batch_size": hyper.max_batch_size,
+        "num_steps": num_steps,
+        "replicas": replicas,
+        "clock": clock,
+        "dt": float(stepper.dt),
+        "keep_state": keep_state,
+        "config_block": config_block,
+        "stepper": stepper.name,
+        "observers": [o.name for o in observers],
+        "key": key_data.tolist(),
+        "num_examples": problem.num_examples,
+        "versions": {"sgdsde": __version__, "jax": jax.__version__, "numpy": np.__version__},
+        "fingerprint": fingerprint,
+    }
+
+
+def _schedule_values(schedule: Callable, count: int) -> np.ndarray:
+    """schedule(k) for the SGD steps k = 0 … count−1 a run reads."""
+    steps = np.arange(max(count, 1))
+    try:
+        return np.asarray(jax.vmap(schedule)(jnp.asarray(steps)))
+    except Exception:  # a schedule that does not vmap
+        return np.asarray([np.asarray(schedule(int(k))) for k in steps])
+
+
+def _check_same_sweep(existing: dict, manifest: dict, out_dir: str, allow_code_changes: bool) -> None:
+    if existing.get("format") != FORMAT:
+        raise ValueError(f"out_dir: {out_dir!r} holds a sweep of format {existing.get('format')!r}, not {FORMAT!r}")
+    old, new = existing.get("fingerprint", {}), manifest["fingerprint"]
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not differ:
+        pass
+    elif allow_code_changes and all(k in _CODE_COMPONENTS for k in differ):
+        warnings.warn(
+            f"out_dir: resuming {out_dir!r} although {', '.join(differ)} changed (allow_code_changes=True)",
+            SweepWarning,
+            stacklevel=3,
+        )
+    else:
+        shown = []
+        for k in differ:
+            details = {
+                "run": ("num_steps", "replicas", "clock", "keep_state", "config_block"),
+                "grid": ("grid_shape", "max_batch_size"),
+                "key": ("key",),
+                "problem_data": ("num_examples",),
+            }.get(k, ())
+            changes = [f"{d} {existing.get(d)!r} → {manifest.get(d)!r}" for d in details
+                       if existing.get(d) != manifest.get(d)]
+            shown.append(k + (f" ({'; '.join(changes)})" if changes else ""))
+        raise ValueError(
+            f"out_dir: {out_dir!r} holds a sweep started with different arguments: "
+            f"{', '.join(shown)} differ. Resume it with the arguments it was started with, or use a new "
+            "out_dir" + (" (allow_code_changes=True accepts changed functions)"
+                         if all(k in _CODE_COMPONENTS for k in differ) else "")
+        )
+    if existing.get("versions", {}).get("jax") != jax.__version__:
+        warnings.warn(
+            f"out_dir: the sweep in {out_dir!r} was started with JAX {existing.get('versions', {}).get('jax')}, "
+            f"resumed with {jax.__version__}: random numbers and rounding may differ between its configurations",
+            SweepWarning,
+            stacklevel=3,
+        )
+
+
+def _sweep_id(manifest: dict) -> str:
+    """The digest of a sweep's fingerprints, stored in each of its configuration files."""
+    return _digest(sorted(manifest["fingerprint"].items()))
