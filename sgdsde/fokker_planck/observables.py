@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..observers import _edge_list
+from ..observers.statistics import _edge_list
 from ._precision import float64_entry, is_traced, to_host
 from .grid import Grid, _check_grid
 from .operator import Generator, sample

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..observers import Observer, _check_every, _every_recorder
+from ..observers._base import Observer, _check_every, _every_recorder
 from ..problem import Problem
 from .data import Dataset, _check_dataset
 from .problem import _check_nn_problem
