@@ -21,7 +21,8 @@ n_eff = (η/S)(N − S)/(N − 1) for ``subset`` sampling). Times are SGD steps 
 """
 
 from ._common import CriticalPoint, LandscapeWarning
-from .critical import Minima, Saddles, critical_point, find_minima, find_saddles, minima_at
+from .minima import Minima, critical_point, find_minima, minima_at
+from .saddles import Saddles, find_saddles
 from .escape import PassageTime, kramers_escape_time, mean_first_passage_time_1d
 from .laplace import (
     CriticalNoise,

@@ -181,3 +181,28 @@ def curvature_of(item) -> tuple[float, np.ndarray, np.ndarray | None]:
     if not np.isfinite(value) or not np.all(np.isfinite(hess)):
         raise ValueError("critical point: loss and hessian must be finite")
     return value, 0.5 * (hess + hess.T), None if point is None else np.asarray(point)
+
+
+def check_starts(starts) -> jax.Array:
+    arr = np.asarray(starts)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"starts: must be an array of shape (m, d) with m, d ≥ 1, got shape {np.shape(starts)}")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise ValueError("starts: must be finite numbers")
+    return jnp.asarray(arr, float_dtype(arr))
+
+
+def check_tol(tol, dtype) -> float:
+    if tol is None:
+        return default_tol(dtype)
+    if isinstance(tol, (bool, np.bool_)) or np.ndim(tol) != 0 or not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol: must be a finite number > 0 (gradient tolerance), got {tol!r}")
+    return float(tol)
+
+
+def check_dedup(dedup_tol) -> float:
+    if isinstance(dedup_tol, (bool, np.bool_)) or np.ndim(dedup_tol) != 0 or not np.isfinite(dedup_tol) or dedup_tol <= 0:
+        raise ValueError(f"dedup_tol: must be a finite distance > 0, got {dedup_tol!r}")
+    return float(dedup_tol)

@@ -38,7 +38,7 @@ from ._common import (
     resolve_loss,
     warn,
 )
-from .critical import Saddles
+from .saddles import Saddles
 from .quadrature import evaluate_on_points
 
 __all__ = ["PassageTime", "kramers_escape_time", "mean_first_passage_time_1d"]

@@ -32,7 +32,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from ._common import check_noise, curvature_of, exp_or_limit, format_point, positive_logdet
-from .critical import Minima
+from .minima import Minima
 
 __all__ = [
     "CriticalNoise",
