@@ -22,99 +22,40 @@ Laplace departs when the temperature nσ²/2 is not small against the barriers (
 crossover noise (p_A = p_B) is reported, and the mean escape times out of each minimum:
 simulated (SGD and EM first-passage times), Eyring–Kramers, and exact on the grid (the
 backward Kolmogorov equation of the Fokker–Planck generator). Times are in SGD steps.
+
+This module holds the computation (:func:`minima_selection`) and :func:`main`; the
+landscapes are in :mod:`~sgdsde.experiments.minima_landscapes`, the table and the figure in
+:mod:`~sgdsde.experiments.minima_report` (all re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import landscape, noise, observers, problems
+from .. import landscape, noise, observers
 from .. import fokker_planck as fp
 from ..hyper import Hyper
 from ..runner import run
 from ..sde import euler_maruyama
 from ..steppers import sgd
+from .minima_landscapes import (
+    LANDSCAPES,
+    analyse_landscape,
+    basin_probabilities,
+    build_problem,
+    load_landscape,
+    lowest_in_basin,
+)
+from .minima_report import format_table, plot
 from .output import check_out_dir, save_outputs
 
 __all__ = ["LANDSCAPES", "load_landscape", "build_problem", "minima_selection", "format_table", "plot", "main"]
-
-#: Built-in landscapes (``multi_well`` specifications). Levels are the well depths L_k,
-#: hessians the well curvatures (a scalar per well: H_k = h_k I), sigma2 the isotropic
-#: per-example gradient variance, box the region of the grid methods (it must hold the
-#: mass at every noise level of the run).
-LANDSCAPES: dict[str, dict] = {
-    "sharp-wide": {
-        "description": "2-D: a deep sharp minimum (L = 0, H = 8 I) and a shallow wide one (L = 0.3, H = I)",
-        "centers": [[-0.7, 0.0], [0.7, 0.0]],
-        "levels": [0.0, 0.3],
-        "hessians": [8.0, 1.0],
-        "softness": 0.15,
-        "sigma2": 60.0,
-        "num_examples": 1000,
-        "lower": [-2.4, -2.4],
-        "upper": [3.2, 2.4],
-        "names": ["deep sharp", "shallow wide"],
-    },
-    "sharp-wide-high-barrier": {
-        "description": "2-D: the same two wells further apart (barrier out of the wide well ≈ 0.63): "
-                       "slower mixing, Laplace closer to exact",
-        "centers": [[-0.8, 0.0], [0.8, 0.0]],
-        "levels": [0.0, 0.3],
-        "hessians": [8.0, 1.0],
-        "softness": 0.15,
-        "sigma2": 60.0,
-        "num_examples": 1000,
-        "lower": [-2.5, -2.4],
-        "upper": [3.3, 2.4],
-        "names": ["deep sharp", "shallow wide"],
-    },
-}
-
-
-def load_landscape(name_or_path: str) -> dict:
-    """A built-in landscape by name, or a JSON file with the same keys (centers, levels,
-    hessians, softness, sigma2, num_examples, lower, upper; optional names)."""
-    if name_or_path in LANDSCAPES:
-        return dict(LANDSCAPES[name_or_path])
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise ValueError(
-            f"landscape: {name_or_path!r} is neither a built-in landscape ({', '.join(LANDSCAPES)}) nor a JSON file"
-        )
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"landscape: cannot read {path} as JSON ({err})") from err
-    if not isinstance(spec, dict):
-        raise ValueError(f"landscape: {path} must hold a JSON object, got {type(spec).__name__}")
-    required = ["centers", "levels", "hessians", "sigma2", "lower", "upper"]
-    missing = [k for k in required if k not in spec]
-    if missing:
-        raise ValueError(f"landscape: {path} lacks the keys {missing}")
-    spec.setdefault("softness", 0.15)
-    if np.asarray(spec["centers"]).ndim != 2 or np.asarray(spec["centers"]).shape[1] != 2:
-        raise ValueError(f"landscape: the minima job needs a 2-D landscape (centers of shape (K, 2)), got {spec['centers']}")
-    if len(spec["levels"]) < 2:
-        raise ValueError("landscape: needs at least two wells")
-    spec.setdefault("num_examples", 1000)
-    spec.setdefault("description", f"from {path}")
-    return spec
-
-
-def build_problem(spec: dict, seed: int = 0):
-    """The ``multi_well`` problem of a landscape specification."""
-    return problems.multi_well(
-        spec["centers"], spec["levels"], spec["hessians"], softness=spec["softness"],
-        sigma2=spec["sigma2"], num_examples=spec["num_examples"], key=jax.random.key(seed),
-    )
 
 
 def _log(progress: bool, message: str) -> None:
@@ -235,36 +176,6 @@ def _log_ratio_and_stderr(p_a, p_b, se_a, se_b):
     return ratio, stderr
 
 
-def _basin_probabilities(log_weights, minimum_basin, num_basins):
-    """Normalised basin probabilities from per-minimum log weights (…, k)."""
-    log_weights = np.asarray(log_weights, float)
-    top = np.max(log_weights, axis=-1, keepdims=True)
-    w = np.exp(log_weights - top)
-    per_basin = np.stack([w[..., minimum_basin == b].sum(axis=-1) for b in range(num_basins)], axis=-1)
-    return per_basin / per_basin.sum(axis=-1, keepdims=True)
-
-
-def analyse_landscape(problem, spec: dict, *, starts: int = 64, seed: int = 0) -> dict:
-    """Minima (from ``starts`` random starts in the box) and the saddles between them,
-    in float64, with each minimum's basin label."""
-    info = problem.info
-    loss, classify = info["loss"], info["classify"]
-    lower, upper = np.asarray(spec["lower"], float), np.asarray(spec["upper"], float)
-    with jax.enable_x64(True):
-        points = np.random.default_rng(seed).uniform(lower, upper, size=(starts, lower.size))
-        minima = landscape.find_minima(loss, jnp.asarray(points))
-        saddles = landscape.find_saddles(loss, minima)
-        basin = np.array([int(classify(jnp.asarray(p))) for p in minima.points])
-    return {"minima": minima, "saddles": saddles, "minimum_basin": basin}
-
-
-def _lowest_in_basin(minima, minimum_basin, basin: int) -> int:
-    candidates = np.flatnonzero(minimum_basin == basin)
-    if candidates.size == 0:
-        raise ValueError(f"landscape: no minimum was found in basin {basin}; check the box and the wells")
-    return int(candidates[np.argmin(minima.losses[candidates])])
-
-
 def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basins, cores, start_cells):
     """Per batch size: stationary basin masses, grid mean first-passage times from each
     start cell into each core (bool masks on ``grid``) and the two-state relaxation time
@@ -331,9 +242,9 @@ def minima_selection(
     t0 = time.perf_counter()
     found = analyse_landscape(problem, spec, seed=seed)
     minima, saddles, minimum_basin = found["minima"], found["saddles"], found["minimum_basin"]
-    a, b = _lowest_in_basin(minima, minimum_basin, 0), _lowest_in_basin(minima, minimum_basin, 1)
+    a, b = lowest_in_basin(minima, minimum_basin, 0), lowest_in_basin(minima, minimum_basin, 1)
     log_w = landscape.laplace_log_probabilities(minima, noise_eff, sigma2)
-    laplace_p = _basin_probabilities(log_w, minimum_basin, num_basins)
+    laplace_p = basin_probabilities(log_w, minimum_basin, num_basins)
     critical = landscape.critical_noise(minima, sigma2, pair=(a, b))
     timings["landscape"] = time.perf_counter() - t0
 
@@ -430,7 +341,7 @@ def minima_selection(
     dense_p = quad_p[len(sizes):]
     crossover["quadrature"] = _log_ratio_crossover(dense, np.log(dense_p[:, ba] / dense_p[:, bb]))[0], None
     crossover["laplace"] = (float(critical.noise_scale) if critical.exists else None), None
-    dense_laplace = _basin_probabilities(landscape.laplace_log_probabilities(minima, dense, sigma2), minimum_basin,
+    dense_laplace = basin_probabilities(landscape.laplace_log_probabilities(minima, dense, sigma2), minimum_basin,
                                          num_basins)
 
     names = spec.get("names") or [f"basin {k}" for k in range(num_basins)]
@@ -487,145 +398,6 @@ def minima_selection(
         "seed": seed,
         "seconds": {**timings, "total": time.perf_counter() - began},
     }
-
-
-# ---------------------------------------------------------------------- reporting
-def _fmt(value, width: int = 8, digits: int = 4) -> str:
-    if value is None or not np.isfinite(value):
-        return f"{'—':>{width}}"
-    return f"{value:{width}.{digits}f}"
-
-
-def _fmt_time(value, width: int = 9) -> str:
-    if value is None or not np.isfinite(value):
-        return f"{'—':>{width}}"
-    return f"{value:{width}.4g}"
-
-
-def format_table(results: dict) -> str:
-    names = results["basin_names"]
-    a = 0  # probabilities are reported for basin 0 (the first well of the landscape)
-    p = results["probabilities"]
-    lines = [
-        f"Landscape: {results['landscape'].get('description', '')}; σ² = {results['landscape']['sigma2']}, "
-        f"N = {results['landscape']['num_examples']}, η = {results['learning_rate']} "
-        f"(η·λmax = {results['lr_times_lambda_max']:.3f}), subset sampling; n = (η/S)(N−S)/(N−1).",
-        f"P({names[a]}) by method (SGD and EM: {results['replicas']} replicas, burn-in {results['burn_in_steps']} "
-        f"steps = {results['burn_in_relaxations']:.1f} relaxation times, {results['total_steps']} steps in all; "
-        f"EM dt = {results['em_dt']} steps):",
-    ]
-    head = (f"{'S':>3} {'n':>9} {'T':>7} {'SGD':>8} {'±se':>6} {'EM':>8} {'±se':>6} {'FP':>8} {'quadr.':>8} "
-            f"{'Laplace':>8} {'SGD−q':>7} {'z':>5} {'EM−q':>7} {'z':>5} {'relax':>7}")
-    lines += [head, "-" * len(head)]
-    for i, size in enumerate(results["batch_sizes"]):
-        q = p["quadrature"]["value"][i][a]
-        lines.append(
-            f"{size:3d} {results['noise_scale_effective'][i]:9.3e} {results['temperature'][i]:7.4f} "
-            f"{_fmt(p['sgd']['value'][i][a])} {p['sgd']['stderr'][i][a]:6.4f} "
-            f"{_fmt(p['euler_maruyama']['value'][i][a])} {p['euler_maruyama']['stderr'][i][a]:6.4f} "
-            f"{_fmt(p['fokker_planck']['value'][i][a])} {_fmt(q)} {_fmt(p['laplace']['value'][i][a])} "
-            f"{p['sgd']['value'][i][a] - q:+7.4f} {(p['sgd']['value'][i][a] - q) / p['sgd']['stderr'][i][a]:+5.1f} "
-            f"{p['euler_maruyama']['value'][i][a] - q:+7.4f} "
-            f"{(p['euler_maruyama']['value'][i][a] - q) / p['euler_maruyama']['stderr'][i][a]:+5.1f} "
-            f"{results['relaxation_steps'][i]:7.0f}"
-        )
-    lines.append("SGD−q, EM−q: difference from the exact quadrature (the SDE's law), z: in replica standard errors; "
-                 "relax: two-state relaxation time 1/(1/τ_AB + 1/τ_BA) from the grid escape times (SGD steps).")
-    lines.append(f"Crossover noise n* (P({names[0]}) = P({names[1]})):")
-    for name, c in results["crossover"].items():
-        value = c["noise_scale"]
-        text = "no crossover in range" if value is None else f"{value:.4e}"
-        if c.get("stderr"):
-            text += f" ± {c['stderr']:.1e}"
-        lines.append(f"  {name:>15}: {text}")
-    if results.get("critical_noise_paper_eq4"):
-        lines.append(f"  (the paper's eq. 4 would give {results['critical_noise_paper_eq4']:.4e}: 4× too small, "
-                     "see docs/minima.md)")
-    esc = results["escape"]
-    lines.append(f"Mean escape times (SGD steps) into {esc['target']}; simulated with {esc['replicas']} replicas:")
-    head = f"{'S':>3} {'direction':>28} {'grid':>9} {'Kramers':>9} {'SGD':>9} {'±se':>7} {'EM':>9} {'±se':>7}"
-    lines += [head, "-" * len(head)]
-    for i, size in enumerate(results["batch_sizes"]):
-        for j, direction in enumerate(esc["directions"]):
-            s, e = esc["sgd"][i][j], esc["euler_maruyama"][i][j]
-            lines.append(
-                f"{size:3d} {direction:>28} {_fmt_time(esc['grid'][i][j])} {_fmt_time(esc['kramers'][i][j])} "
-                f"{_fmt_time(s[0])} {_fmt_time(s[1], 7)} {_fmt_time(e[0])} {_fmt_time(e[1], 7)}"
-            )
-    lines.append(f"total time {results['seconds']['total']:.1f} s")
-    return "\n".join(lines)
-
-
-def plot(results: dict):
-    """Left: P(basin 0) against n for the five methods (quadrature and Laplace as curves),
-    crossovers marked. Middle: escape times against 1/T. Right: the landscape."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = results["basin_names"]
-    p = results["probabilities"]
-    n = np.asarray(results["noise_scale_effective"])
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
-    dense = results["dense"]
-    left.plot(dense["noise_scale"], np.asarray(dense["quadrature"])[:, 0], "k-", lw=1.5, label="exact (quadrature)")
-    left.plot(dense["noise_scale"], np.asarray(dense["laplace"])[:, 0], "k--", lw=1.2, label="Laplace")
-    left.errorbar(n * 0.985, np.asarray(p["sgd"]["value"])[:, 0], yerr=2 * np.asarray(p["sgd"]["stderr"])[:, 0],
-                  fmt="o", ms=5, capsize=2, label="SGD ensemble")
-    left.errorbar(n * 1.015, np.asarray(p["euler_maruyama"]["value"])[:, 0],
-                  yerr=2 * np.asarray(p["euler_maruyama"]["stderr"])[:, 0], fmt="s", ms=4, capsize=2,
-                  label=f"Euler–Maruyama (dt = {results['em_dt']})")
-    left.plot(n, np.asarray(p["fokker_planck"]["value"])[:, 0], "x", ms=8, mew=2, label="Fokker–Planck")
-    left.axhline(0.5, color="0.8", lw=0.8)
-    for name, style in (("quadrature", "k:"), ("laplace", "k-.")):
-        value = results["crossover"][name]["noise_scale"]
-        if value:
-            left.axvline(value, color="0.5", ls=style[1:], lw=0.8)
-    left.set_xscale("log")
-    left.set_xlabel("noise n = (η/S)(N−S)/(N−1)")
-    left.set_ylabel(f"P({names[0]})")
-    left.set_title("Which minimum: five views (error bars ±2 se)")
-    left.legend(fontsize=7)
-
-    esc = results["escape"]
-    inv_t = 1 / np.asarray(results["temperature"])
-    for j, (marker, colour) in enumerate((("o", "C0"), ("s", "C3"))):
-        grid = np.asarray(esc["grid"])[:, j]
-        middle.plot(inv_t, grid, "-", color=colour, lw=1.5, label=f"grid (exact) {esc['directions'][j]}")
-        middle.plot(inv_t, np.asarray(esc["kramers"])[:, j], "--", color=colour, lw=1, label="Kramers")
-        sim = np.asarray(esc["sgd"], dtype=float)[:, j]
-        middle.errorbar(inv_t, sim[:, 0], yerr=2 * sim[:, 1], fmt=marker, color=colour, ms=4, capsize=2,
-                        label="SGD (simulated)")
-        em = np.asarray(esc["euler_maruyama"], dtype=float)[:, j]
-        middle.errorbar(inv_t * 1.01, em[:, 0], yerr=2 * em[:, 1], fmt=marker, mfc="none", color=colour, ms=4,
-                        capsize=2, label="EM (simulated)")
-    middle.set_yscale("log")
-    middle.set_xlabel("1/T = 2/(nσ²)")
-    middle.set_ylabel("mean escape time (SGD steps)")
-    middle.set_title("Escape times")
-    middle.legend(fontsize=6)
-
-    spec = results["landscape"]
-    problem = build_problem(spec)
-    x = np.linspace(spec["lower"][0], spec["upper"][0], 200)
-    y = np.linspace(spec["lower"][1], spec["upper"][1], 160)
-    xx, yy = np.meshgrid(x, y, indexing="ij")
-    values = np.asarray(jax.vmap(problem.info["loss"])(jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1),
-                                                                    jnp.float32))).reshape(xx.shape)
-    cs = right.contourf(xx, yy, values, levels=np.linspace(values.min(), min(values.max(), 3.0), 30), cmap="viridis")
-    fig.colorbar(cs, ax=right, label="L(θ)")
-    for m in results["minima"]:
-        right.plot(*m["point"][:2], "w*", ms=10)
-        right.annotate(f"{names[m['basin']]}\nL={m['loss']:.2f}, λ={np.round(m['hessian_eigenvalues'], 1)}",
-                       m["point"][:2], color="w", fontsize=7, textcoords="offset points",
-                       xytext=(-40, -28) if m["basin"] == 0 else (4, 8))
-    right.plot(*results["saddle"]["point"][:2], "rx", ms=8)
-    right.set_title("Landscape (minima ★, saddle ×)")
-    right.set_xlabel("θ₁")
-    right.set_ylabel("θ₂")
-    fig.tight_layout()
-    return fig
 
 
 def main(out: str = "sgdsde-output/minima", **kwargs) -> dict:
