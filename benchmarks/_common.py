@@ -37,7 +37,9 @@ import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+# SGDSDE_BENCH_RESULTS redirects every JSON (benchmarks/gpu.sh: a run on another machine, or
+# the test suite's smoke run) and leaves docs/benchmarks.md untouched
+RESULTS_DIR = Path(os.environ.get("SGDSDE_BENCH_RESULTS") or BENCH_DIR / "results")
 
 __all__ = [
     "machine_info",
@@ -48,6 +50,7 @@ __all__ = [
     "time_interleaved",
     "block",
     "write_json",
+    "shown",
     "format_table",
     "print_table",
     "markdown_table",
@@ -324,6 +327,12 @@ def write_json(name: str, payload: dict, *, machine: dict | None = None, directo
     return path
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (else absolute), for log lines."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _cells(rows: Iterable[Sequence[Any]]) -> list[list[str]]:
     return [["" if c is None else str(c) for c in row] for row in rows]
 
@@ -357,6 +366,8 @@ def update_doc_section(path: Path, name: str, text: str) -> bool:
     """Replace the block between ``<!-- BEGIN name -->`` and ``<!-- END name -->`` in a
     Markdown file with ``text``. Returns False (and changes nothing) if the markers are
     missing, so hand-written parts of the page are never touched."""
+    if os.environ.get("SGDSDE_BENCH_RESULTS"):  # a redirected run never rewrites the docs
+        return False
     path = Path(path)
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     if not path.exists():

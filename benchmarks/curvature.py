@@ -408,7 +408,7 @@ def main(argv=None) -> dict:
     suffix = "_quick" if a.quick else (f"_{a.tag}" if a.tag else "")
     path = C.write_json(NAME + suffix, results, machine=machine)
     print(f"\nmachine: {C.machine_summary(machine)}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
     if not (a.quick or a.tag or a.no_docs):
         if C.update_doc_section(DOC, NAME, _doc_block(results, machine, (header, rows), a)):
             print(f"updated {DOC.relative_to(C.ROOT)}")

@@ -737,10 +737,10 @@ def main(argv=None) -> dict:
     print(f"\nmachine: {C.machine_summary(machine)}")
     print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
           f"at end {machine['load_average_1_5_15min_end']}")
-    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
     if not a.quick and not a.no_docs:
         fig = make_figure(results, FIGURE)
-        print(f"wrote {fig.relative_to(C.ROOT)}")
+        print(f"wrote {C.shown(fig)}")
         if C.update_doc_section(DOC, NAME, _doc_block(results, machine, tables, a)):
             print(f"updated {DOC.relative_to(C.ROOT)}")
         else:

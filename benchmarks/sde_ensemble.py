@@ -584,7 +584,7 @@ def main(argv=None) -> dict:
     print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
           f"at end {machine['load_average_1_5_15min_end']}")
     print(f"checks: {'ok' if checks['ok'] else 'MISMATCH'}")
-    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
     if not a.quick and not a.no_docs and not a.tag:
         tables = {"main": (header, rows), "targets": (["ratio", "target", "measured", ""], target_rows),
                   "checks": (check_header, crows), "scaling": (scaling_header, srows)}

@@ -418,7 +418,7 @@ def sampler_grid(a) -> dict:
     path = C.write_json(NAME + "_samplers" + ("_quick" if a.quick else ""), results, machine=machine)
     print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
           f"at end {machine['load_average_1_5_15min_end']}")
-    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
     return results
 
 
@@ -640,7 +640,7 @@ def main(argv=None) -> dict:
     print(f"\nmachine: {C.machine_summary(machine)}")
     print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
           f"at end {machine['load_average_1_5_15min_end']}")
-    print(f"wrote {path.relative_to(C.ROOT)} ({results['elapsed_s']:.0f} s)")
+    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
     if not a.quick and not a.no_docs:
         tables = {"main": (header, rows), "checks": (check_header, crow), "scaling": (scaling_header, srows),
                   "observers": (obs_header, orows)}
