@@ -45,23 +45,22 @@ def test_snippets_run(path, tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     monkeypatch.chdir(tmp_path)
     name = path.relative_to(ROOT).as_posix()
     namespace = {"__name__": "__main__"}
-    for index, (line, source) in enumerate(python_blocks(path)):
-        label = f"{name}[{index}] (line {line})"
-        try:
-            code = compile(source, label, "exec")
-            exec(code, namespace)
-        except BaseException as error:  # noqa: BLE001 - report which block, re-raise
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                raise
-            raise AssertionError(f"{label}: {type(error).__name__}: {error}") from error
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
+    try:
+        for index, (line, source) in enumerate(python_blocks(path)):
+            label = f"{name}[{index}] (line {line})"
+            try:
+                exec(compile(source, label, "exec"), namespace)
+            except Exception as error:  # name the file and the block, keep the traceback
+                raise AssertionError(f"{label}: {type(error).__name__}: {error}") from error
+    finally:
+        plt.close("all")
 
 
-def test_files_have_snippets_or_none():
-    """The extractor sees the blocks (guards against a regex that silently matches nothing)."""
+def test_extractor_finds_blocks():
+    """Guards against a fence pattern that silently matches nothing (every test would pass)."""
     assert python_blocks(ROOT / "README.md"), "README.md has no ```python block"
