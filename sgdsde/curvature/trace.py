@@ -1,0 +1,184 @@
+"""Trace and spectral density of the Hessian: Hutchinson's estimator (probes batched under
+vmap) and stochastic Lanczos quadrature (spectral density, log-determinant)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array
+
+from .._checks import check_int as _check_int
+
+from ._products import _flat_operator, _prepare, _signs
+from ._results import Estimate, LogDetEstimate, SpectralDensity, TraceEstimate, _estimate
+from .eigen import _STARTS, _lanczos_core, _lanczos_start
+
+PyTree = Any
+
+
+# ----------------------------------------------------------------------------- trace
+def _probe_map(fn, keys, batch_size):
+    return lax.map(fn, keys, batch_size=batch_size)
+
+
+# One compiled program per loss serves Hutchinson's trace and the three Hessian-norm
+# estimators: the per-probe quantity is chosen by a traced mode (lax.switch).
+_PROBES = {"trace": 0, "exact": 1, "forward": 2, "central": 3}
+
+
+@functools.partial(jax.jit, static_argnames=("num_samples", "batch_size"))
+def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
+    """Per probe k: mode 0: zᵀHz, z Rademacher (:func:`_quadratic_form`); modes 1–3: ‖Hv‖²,
+    v ~ N(0, I), with Hv exact (1) or by forward (2) or central (3) differences of
+    gradients, the parameters moving a distance ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε). Probes run
+    ``batch_size`` at a time under ``jax.vmap`` (one at a time for None)."""
+    matvec, flat, unravel = _flat_operator(fun, params)
+    flat_fun = lambda x: fun(unravel(x))
+    flat_grad = lambda x: ravel_pytree(jax.grad(fun)(unravel(x)))[0]
+    g0 = flat_grad(flat)
+
+    def sample(k):
+        v = jax.random.normal(k, flat.shape, flat.dtype)
+        z = _signs(v)  # Rademacher (used by the trace mode only; v by the others)
+        size = jnp.linalg.norm(v)
+        step = (epsilon / size) * v
+        return lax.switch(
+            mode,
+            [
+                lambda: _quadratic_form(flat_fun, flat, z),
+                lambda: _squared_norm(matvec(v)),
+                lambda: _squared_norm(size * (flat_grad(flat + step) - g0) / epsilon),
+                lambda: _squared_norm(size * (flat_grad(flat + step) - flat_grad(flat - step)) / (2 * epsilon)),
+            ],
+        )
+
+    return _estimate(_probe_map(sample, jax.random.split(key, num_samples), batch_size))
+
+
+def _quadratic_form(flat_fun: Callable, flat: Array, z: Array) -> Array:
+    """zᵀHz = d²/dε² fun(θ + ε z) at ε = 0, forward over forward mode (exact, not a
+    difference): no backward pass, about 1.5× fewer flops than zᵀ(Hz) by an HVP."""
+    return jax.jvp(lambda x: jax.jvp(flat_fun, (x,), (z,))[1], (flat,), (z,))[1]
+
+
+def _squared_norm(x):
+    return jnp.vdot(x, x)
+
+
+def _check_batch_size(batch_size, num: int):
+    if batch_size is None:
+        return None
+    return min(_check_int(batch_size, "batch_size", 1), num)
+
+
+def hutchinson_trace(
+    fun: Callable[[PyTree], Array],
+    params: PyTree,
+    *,
+    key: Array,
+    num_samples: int = 100,
+    batch_size: int | None = None,
+) -> TraceEstimate:
+    """tr H ≈ (1/n) Σ_i z_iᵀ H z_i with n = ``num_samples`` Rademacher probes (±1 entries).
+
+    Unbiased; Var(zᵀHz) = 2 Σ_{i≠j} H_ij², so the standard error (sample standard
+    deviation / √n, reported) shrinks like 1/√n. Each zᵀHz is the second directional
+    derivative d²/dε² fun(params + ε z) (forward over forward mode: cost about 1.5
+    gradients, ~1.5× less than an HVP). Probes run one after another (memory of one), or
+    ``batch_size`` at a time (``jax.vmap``: matrix–matrix work, batch_size× the memory);
+    the same ``key`` gives the same probes for every batch_size.
+    """
+    fun, d, key = _prepare(fun, params, key)
+    num_samples = _check_int(num_samples, "num_samples", 2)
+    batch_size = _check_batch_size(batch_size, num_samples)
+    return _probe_core(fun, params, key, 1.0, _PROBES["trace"], num_samples, batch_size)
+
+
+# ----------------------------------------------------------------------------- SLQ
+@functools.partial(jax.jit, static_argnames=("num_probes", "m", "batch_size"))
+def _slq_core(fun, params, key, num_probes: int, m: int, batch_size: int):
+    """(nodes, weights) of :func:`spectral_density`, batch_size probes at a time (vmap)."""
+    matvec, flat, _ = _flat_operator(fun, params)
+    zero = jnp.zeros_like(flat)
+
+    def probe(l):
+        result = _lanczos_start(matvec, flat, jax.random.fold_in(key, l), zero, _STARTS["rademacher"], m)
+        values, weights, _ = result.ritz()
+        return values, weights
+
+    return lax.map(probe, jnp.arange(num_probes), batch_size=batch_size)
+
+
+def spectral_density(
+    fun: Callable[[PyTree], Array],
+    params: PyTree,
+    *,
+    key: Array,
+    num_probes: int = 10,
+    num_steps: int = 50,
+    batch_size: int | None = None,
+) -> SpectralDensity:
+    """Spectral density of H by stochastic Lanczos quadrature (Ghorbani et al. 2019).
+
+    ``num_probes`` Rademacher probes u = z/√d, ``num_steps`` Lanczos steps each (capped
+    at d): per probe, nodes = Ritz values, weights = squared first components of T's
+    eigenvectors. See :class:`SpectralDensity` for moments, traces of functions of H and
+    a smoothed density. Probe l uses ``jax.random.fold_in(key, l)``. With
+    ``batch_size=None`` the probes run one after another through the compiled program of
+    :func:`lanczos` (so both share one compile; under an outer ``jax.jit`` the probe loop
+    is unrolled); with ``batch_size=b`` one program runs b independent Lanczos
+    recurrences at a time under ``jax.vmap`` (b HVPs per step as matrix–matrix work, b×
+    the memory: b bases of num_steps × d), the same probes and values to rounding.
+    """
+    fun, d, key = _prepare(fun, params, key)
+    num_probes = _check_int(num_probes, "num_probes", 1)
+    m = min(_check_int(num_steps, "num_steps", 1), d)
+    if batch_size is not None:
+        nodes, weights = _slq_core(fun, params, key, num_probes, m, _check_batch_size(batch_size, num_probes))
+        return SpectralDensity(nodes, weights, d)
+    zero = jnp.zeros_like(ravel_pytree(params)[0])
+    nodes, weights = [], []
+    for probe in range(num_probes):
+        result = _lanczos_core(fun, params, jax.random.fold_in(key, probe), zero, _STARTS["rademacher"], m)
+        values, probe_weights, _ = result.ritz()
+        nodes.append(values)
+        weights.append(probe_weights)
+    return SpectralDensity(jnp.stack(nodes), jnp.stack(weights), d)
+
+
+def log_determinant(
+    fun: Callable[[PyTree], Array],
+    params: PyTree,
+    *,
+    key: Array,
+    num_probes: int = 10,
+    num_steps: int = 50,
+    batch_size: int | None = None,
+) -> LogDetEstimate:
+    """log det H = tr log H ≈ d · (1/P) Σ_l Σ_j τ_lj² log θ_lj, by SLQ (see
+    :func:`spectral_density`), with its standard error over the P probes.
+
+    Needs a positive definite H: raises ValueError when a Ritz value is ≤ 0 (Ritz values
+    lie inside [λ_min, λ_max], so H then has an eigenvalue ≤ 0). Inside ``jax.jit`` this
+    check cannot raise: the result is then NaN and ``min_ritz_value`` ≤ 0 says why. The
+    quadrature error (log is not a polynomial) falls geometrically with ``num_steps``,
+    faster for a better-conditioned H; with num_steps = d it is exact to rounding.
+    ``batch_size``: probes per vmapped batch, as in :func:`spectral_density`.
+    """
+    density = spectral_density(fun, params, key=key, num_probes=num_probes, num_steps=num_steps, batch_size=batch_size)
+    smallest = jnp.min(density.nodes)
+    if not isinstance(smallest, jax.core.Tracer) and not float(smallest) > 0:
+        raise ValueError(
+            f"fun: the Hessian is not positive definite at params (a Ritz value is {float(smallest):.4g} ≤ 0), "
+            "so log det H is undefined; log_determinant needs a strict minimum"
+        )
+    safe = jnp.where(density.nodes > 0, density.nodes, jnp.nan)
+    est = _estimate(density.dimension * jnp.sum(density.weights * jnp.log(safe), axis=-1))
+    return LogDetEstimate(est.mean, est.stderr, est.samples, smallest)
+
+
