@@ -6,9 +6,7 @@ paste them into one notebook), with the working directory a temporary folder (fi
 snippets write land there) and matplotlib on the Agg backend. One test per file; a
 failure names the file and the index of the block that failed.
 
-There is no skip list: every snippet must run. Files whose snippets are being rewritten
-carry an ``xfail(strict=True)`` mark, so the test turns red (XPASS) as soon as they run
-and the mark must be removed.
+There is no skip list and no expected failure: every snippet must run.
 """
 
 from __future__ import annotations
@@ -30,17 +28,7 @@ def python_blocks(path: pathlib.Path) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
-def _param(path: pathlib.Path):
-    name = path.relative_to(ROOT).as_posix()
-    marks = []
-    if name == "docs/curvature.md":
-        # Its owner is rewriting these snippets; strict, so the test fails (XPASS) once
-        # they run — then delete this mark.
-        marks.append(pytest.mark.xfail(strict=True, reason="docs/curvature.md snippets being rewritten"))
-    return pytest.param(path, id=name, marks=marks)
-
-
-@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=[p.relative_to(ROOT).as_posix() for p in FILES])
 def test_snippets_run(path, tmp_path, monkeypatch):
     import matplotlib
 
