@@ -40,18 +40,17 @@ from ..hyper import Hyper
 from ..problem import Problem
 from ._precision import float64_entry, is_traced
 from .grid import Grid, _check_grid
-from .operator import (
-    Generator,
+from .langevin import (
+    _check_finite,
+    _check_full,
     _cross_pairs,
     _edge_points,
     _face_mask,
-    _rates,
     _Samples,
-    _check_finite,
-    _check_full,
     generator_from_samples,
     sample,
 )
+from .markov import Generator, _rates
 
 __all__ = ["generator", "momentum_generator"]
 
