@@ -41,6 +41,7 @@ numbers up to rounding.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -114,6 +115,48 @@ def _no_momentum(values: HyperValues) -> HyperValues:
     return values._replace(momentum=jnp.zeros_like(values.momentum))
 
 
+_REUSED: dict = {}  # (factory, arguments by value) -> Stepper; bounded, oldest dropped first
+_REUSED_MAX = 256
+
+
+def _value_key(value):
+    """A hashable key for ``value`` by content (a noise model's arrays by their bytes), or
+    None when it cannot be keyed (tracers, unhashable fields): then nothing is reused."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (np.ndarray, jax.Array)):
+        arr = np.asarray(value)
+        return ("array", arr.dtype.str, arr.shape, arr.tobytes())
+    if dataclasses.is_dataclass(value) and isinstance(value, NoiseModel):
+        parts = [type(value)]
+        for field in dataclasses.fields(value):
+            part = _value_key(getattr(value, field.name))
+            if part is None:
+                return None
+            parts.append((field.name, part))
+        return tuple(parts)
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (type(value), value)
+
+
+def _reused(factory: str, arguments: tuple, make) -> Stepper:
+    """One Stepper per factory and argument values, so that ``sd.run(key,
+    sd.euler_maruyama(sd.noise.isotropic(1.0), 0.5), …)`` written inline (a notebook cell
+    run again) reuses its compiled program instead of compiling anew (as ``sd.sgd`` does)."""
+    keys = [_value_key(a) for a in arguments]
+    if any(k is None for k in keys):
+        return make()
+    key = (factory, tuple(keys))
+    if key not in _REUSED:
+        if len(_REUSED) >= _REUSED_MAX:
+            _REUSED.pop(next(iter(_REUSED)))
+        _REUSED[key] = make()
+    return _REUSED[key]
+
+
 def _stepper(init, step, name: str, dt: float) -> Stepper:
     """A Stepper; it records dt (SGD steps per call) once Stepper has a ``dt`` field."""
     if "dt" in Stepper._fields:
@@ -141,7 +184,10 @@ def euler_maruyama(noise: NoiseModel, dt: float = 1.0) -> Stepper:
     """
     dt = _check_dt(dt)
     noise = _check_noise(noise)
+    return _reused("euler_maruyama", (noise, dt), lambda: _euler_maruyama(noise, dt))
 
+
+def _euler_maruyama(noise: NoiseModel, dt: float) -> Stepper:
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
         values = _values(state, hyper, dt)
         dtype = _float_dtype(state.params)
@@ -171,7 +217,10 @@ def underdamped(noise: NoiseModel, dt: float = 1.0) -> Stepper:
     """
     dt = _check_dt(dt)
     noise = _check_noise(noise)
+    return _reused("underdamped", (noise, dt), lambda: _underdamped(noise, dt))
 
+
+def _underdamped(noise: NoiseModel, dt: float) -> Stepper:
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
         values = _values(state, hyper, dt)
         dtype = _float_dtype(state.params)

@@ -419,3 +419,22 @@ def test_diffrax_heun_stationary_variance(quad1):
     assert abs(em - continuous) > 20 * se  # the test can tell Heun from Euler–Maruyama
     _within(var, continuous, se)
     _within(var, heun, se)
+
+
+def test_inline_sde_steppers_reuse_their_compiled_program():
+    """sd.euler_maruyama(sd.noise.isotropic(1.0), 0.5) written inline (a notebook cell run
+    again) returns the same Stepper for equal arguments, so sd.run reuses its compiled
+    program instead of compiling every call; different values give different steppers."""
+    import sgdsde.simulation as simulation
+
+    em = lambda s2=1.0, dt=0.5: sde.euler_maruyama(noise.isotropic(s2), dt)
+    assert em() is em() and em() is not em(2.0) and em() is not em(dt=0.25)
+    full = lambda: sde.underdamped(noise.full(np.array([[1.0, 0.2], [0.2, 2.0]])), 0.5)
+    assert full() is full()
+    problem = sd.problems.quadratic(np.eye(2), np.eye(2), 16, key=jax.random.key(0))
+    run = lambda: sd.run(jax.random.key(1), em(), problem, sd.Hyper(0.1, 4), jnp.zeros(2), 5, replicas=2)
+    run()
+    before = simulation._core.cache_info()
+    run()
+    after = simulation._core.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
