@@ -110,6 +110,9 @@ def _minima(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"sgdsde {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true",

@@ -234,3 +234,8 @@ def test_example_scripts_check_options_before_any_work(script, tmp_path, capsys)
         module.main(["--out", str(blocker)])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "--out:" in err and "is not a folder" in err
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sgdsde {sd.__version__}"

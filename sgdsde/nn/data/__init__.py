@@ -4,7 +4,7 @@ A :class:`Dataset` holds images (or feature vectors) ``x`` of shape (N, …) in 
 images are (N, H, W, C), scaled to [0, 1] — and integer labels ``y`` in [0, K).
 
 - Built in, no download: :func:`digits` (scikit-learn's 8 × 8 handwritten digits,
-  1797 images, 10 classes; needs the optional extra ``sgdsde[data]``), with the
+  1797 images, 10 classes; needs the optional extra ``.[data]`` (scikit-learn)), with the
   generated fallbacks :func:`synthetic_digits` (same shape, size and classes) and
   :func:`gaussian_mixture` (feature vectors). :func:`builtin` picks digits when
   scikit-learn is installed, else the fallback (with a :class:`DataFallbackWarning`).

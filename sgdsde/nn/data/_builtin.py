@@ -23,13 +23,13 @@ def digits() -> Dataset:
     """scikit-learn's 8 × 8 handwritten digits (1797 images, 10 classes), shipped with
     scikit-learn (no download): x (1797, 8, 8, 1) = pixel counts / 16 ∈ [0, 1].
 
-    Needs scikit-learn (``pip install sgdsde[data]``)."""
+    Needs scikit-learn (``pip install scikit-learn``)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:
         raise ImportError(
             "digits: needs scikit-learn, which ships the 8x8 digits data; install it with "
-            "`pip install sgdsde[data]` (or use sgdsde.nn.data.synthetic_digits / builtin())"
+            "`pip install scikit-learn` (or use sgdsde.nn.data.synthetic_digits / builtin())"
         ) from err
     bunch = load_digits()
     x = np.asarray(bunch.images, np.float32)[..., None] / 16.0
@@ -106,7 +106,7 @@ def builtin(*, key=None, fallback: bool = True) -> Dataset:
             raise
     warnings.warn(
         "scikit-learn is not installed, so sgdsde.nn.data.builtin() returns generated "
-        "synthetic_digits instead of the 8x8 digits (pip install sgdsde[data] for the real data)",
+        "synthetic_digits instead of the 8x8 digits (pip install scikit-learn for the real data)",
         DataFallbackWarning,
         stacklevel=2,
     )
