@@ -304,7 +304,7 @@ def test_digits_builtin():
 def test_builtin_falls_back_without_sklearn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn…` fail
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"sgdsde\[data\]"):
+    with pytest.raises(ImportError, match=r"pip install scikit-learn"):
         data.digits()
     with pytest.warns(data.DataFallbackWarning):
         ds = data.builtin(key=KEY)
