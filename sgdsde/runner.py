@@ -330,18 +330,24 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
 
     start, advance, finish = _compile(stepper, all_observers, (num_steps, replicas), blocking)
     observed = start(states, problem)
-    done, began = 0, time.perf_counter()
+    done, began, first = 0, time.perf_counter(), None
     while done < num_steps:
         length = min(chunk_size, num_steps - done)
         states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(done), length)
         done += length
         if progress:
             jax.block_until_ready(states)
-            elapsed = time.perf_counter() - began
-            eta = elapsed / done * (num_steps - done)
+            now = time.perf_counter()
+            elapsed = now - began
+            # the first chunk includes compiling: the rate (and the time left) comes from the later ones
+            first = first or (done, now)
+            if done > first[0]:
+                left = f"~{(now - first[1]) / (done - first[0]) * (num_steps - done):.1f} s left"
+            else:
+                left = "compiling included" if done < num_steps else "done"
             print(
                 f"sgdsde.run [{stepper.name}]: step {done}/{num_steps} ({100 * done / num_steps:.0f}%), "
-                f"{elapsed:.1f} s elapsed, ~{eta:.1f} s left",
+                f"{elapsed:.1f} s elapsed, {left}",
                 file=sys.stderr,
                 flush=True,
             )
