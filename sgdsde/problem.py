@@ -99,7 +99,7 @@ class Problem:
     # ------------------------------------------------------------------ losses
     def per_example_losses(self, params: PyTree) -> Float[Array, " N"]:
         """l_i(θ) for every example, shape (N,)."""
-        return _scalar_per_example(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, self.data))
+        return _scalar(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, self.data), "per_example_loss", True)
 
     def _regularization(self, params: PyTree) -> Array:
         if self.regularizer is None:
@@ -129,7 +129,7 @@ class Problem:
     ) -> Array:
         """Σ_b w_b l_{i_b}(θ) + R(θ) for a minibatch given by indices and weights."""
         batch = jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), self.data)
-        losses = _scalar_per_example(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, batch))
+        losses = _scalar(jax.vmap(self.per_example_loss, in_axes=(None, 0))(params, batch), "per_example_loss", True)
         return jnp.sum(weights * losses) + self._regularization(params)
 
     def minibatch_grad(
@@ -216,25 +216,23 @@ class NotScalarError(ValueError):
     floating-point scalar."""
 
 
-def _scalar(value, what: str) -> Array:
-    """``value`` if it is a floating scalar; else ValueError naming ``what`` (a static
-    check of the shape, free under jit). A Python number is taken as a scalar."""
+def _scalar(value, what: str, per_example: bool = False) -> Array:
+    """``value`` if it is a floating scalar — with ``per_example``, one per example: a (B,)
+    vector of vmapped losses — else :class:`NotScalarError` naming ``what`` (a static check
+    of the shape, free under jit). A Python number is taken as a scalar."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = jnp.asarray(value, dtype=jnp.result_type(float))
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape != () or not jnp.issubdtype(dtype, jnp.inexact):
-        shown = f"shape {shape}, dtype {dtype}" if shape is not None else f"a {type(value).__name__}"
+    rank = 1 if per_example else 0
+    if shape is None or len(shape) != rank or not jnp.issubdtype(dtype, jnp.inexact):
+        if shape is None:
+            shown = f"a {type(value).__name__}"
+        elif per_example:
+            shown = f"shape {shape[1:]} per example, dtype {dtype}"
+        else:
+            shown = f"shape {shape}, dtype {dtype}"
         raise NotScalarError(f"{what}: must return a floating-point scalar, got {shown}")
     return value
-
-
-def _scalar_per_example(values) -> Array:
-    """The vmapped per-example losses, (B,): one floating scalar per example."""
-    shape, dtype = getattr(values, "shape", None), getattr(values, "dtype", None)
-    if shape is None or len(shape) != 1 or not jnp.issubdtype(dtype, jnp.inexact):
-        shown = f"shape {shape[1:]} per example, dtype {dtype}" if shape else f"a {type(values).__name__}"
-        raise NotScalarError(f"per_example_loss: must return a floating-point scalar, got {shown}")
-    return values
 
 
 def _float_dtype(params: PyTree):

@@ -211,8 +211,6 @@ def _check_run_arguments(stepper, problem, hyper, num_steps, replicas, observers
     return hyper, num_steps, replicas, observers, _check_clock(clock, float(stepper.dt))
 
 
-# names other modules and tests use
-_typed_key, _check_int, _DIVERGENCE = typed_key, check_int, DIVERGENCE
 
 
 def run(

@@ -75,7 +75,7 @@ def reference():
 def finished(tmp_path_factory, reference):
     """A sweep in chunks of 4 configurations (3 chunks), keeping the final states."""
     out_dir = str(tmp_path_factory.mktemp("sweep") / "grid")
-    advance = sd.runner._compile(ARGS[1], tuple(KWARGS["observers"]) + (sd.runner._DIVERGENCE,), (60, 3), (1, 2))[1]
+    advance = sd.runner._compile(ARGS[1], tuple(KWARGS["observers"]) + (sd.simulation.DIVERGENCE,), (60, 3), (1, 2))[1]
     compiled_before = advance._cache_size()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
