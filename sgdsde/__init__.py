@@ -28,6 +28,11 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'sgdsde' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    """Module attributes plus the lazily loaded modules, so tab completion lists them."""
+    return sorted(set(globals()) | _LAZY)
+
 __all__ = [
     "Problem",
     "Hyper",

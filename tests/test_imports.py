@@ -84,3 +84,13 @@ def test_the_graph_sees_the_imports():
     assert "sgdsde._checks" in graph["sgdsde.simulation"]
     assert "sgdsde.curvature" in graph["sgdsde.observers.measures"]
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_lazy_modules_are_listed_by_dir():
+    """Notebook tab completion: every lazily loaded module appears in dir(sgdsde)."""
+    import sgdsde as sd
+
+    names = dir(sd)
+    for name in sd._LAZY:
+        assert name in names, name
+    assert "run" in names and "Problem" in names
