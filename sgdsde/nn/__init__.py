@@ -8,7 +8,7 @@ variables dict as params, so ``sgdsde.sgd``/``sgdsde.run`` train it (many replic
 
 - :mod:`~sgdsde.nn.models`: ``MLP``, ``CNN``, ``ResNet`` (ResNet-20 style), ``VGG``;
   batch norm with frozen statistics (per-example losses stay per-example).
-- :mod:`~sgdsde.nn.data`: built-in digits (scikit-learn) with a generated fallback,
+- :mod:`~sgdsde.nn.data`: the real 8 × 8 digits built in, generated data sets,
   MNIST / Fashion-MNIST (IDX) and CIFAR-10/100 (binary) from local files, splits,
   subsets, random-label corruption.
 - :mod:`~sgdsde.nn.problem`: ``classification_problem``, ``init_params``.

@@ -293,29 +293,32 @@ def test_make_dataset_validation():
 
 
 # --------------------------------------------------------------------- built in
-def test_digits_builtin():
-    pytest.importorskip("sklearn")
-    ds = data.builtin()
-    assert ds.name == "digits" and ds.x.shape == (1797, 8, 8, 1) and ds.num_classes == 10
-    assert ds.x.min() == 0.0 and ds.x.max() == 1.0
-    assert np.bincount(ds.y).min() >= 174  # every digit is present (174–183 each)
-
-
-def test_builtin_falls_back_without_sklearn(monkeypatch):
+def test_builtin_digits_are_scikit_learns_without_scikit_learn(monkeypatch):
+    """The shipped file gives exactly scikit-learn's load_digits arrays (pixels / 16,
+    labels, order), and loading it never imports scikit-learn."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    reference = sklearn_datasets.load_digits()
     monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn…` fail
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install scikit-learn"):
-        data.digits()
-    with pytest.warns(data.DataFallbackWarning):
-        ds = data.builtin(key=KEY)
-    assert ds.name == "synthetic_digits" and ds.x.shape == (1797, 8, 8, 1)
-    assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
-    counts = np.bincount(ds.y, minlength=10)
-    assert counts.max() - counts.min() <= 1  # balanced
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(ImportError):
-            data.builtin(fallback=False)
+        ds, default = data.digits(), data.builtin()
+    assert ds.name == "digits" and ds.x.shape == (1797, 8, 8, 1) and ds.num_classes == 10
+    np.testing.assert_array_equal(ds.x[..., 0], (reference.images / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(ds.y, reference.target)
+    np.testing.assert_array_equal(default.x, ds.x)
+    np.testing.assert_array_equal(default.y, ds.y)
+    assert np.bincount(ds.y).min() == 174 and np.bincount(ds.y).max() == 183  # every digit present
+
+
+def test_load_builtin_is_the_real_digits_and_synthetic_only_by_name():
+    splits = data.load("builtin", key=KEY)
+    digits = data.load("digits", key=KEY)
+    assert splits.train.name == "digits"
+    assert (splits.train.num_examples, splits.validation.num_examples, splits.test.num_examples) == (1258, 180, 359)
+    np.testing.assert_array_equal(splits.train.x, digits.train.x)
+    synthetic = data.load("synthetic", key=KEY)
+    assert synthetic.train.name == "synthetic_digits" and synthetic.train.x.shape[1:] == (8, 8, 1)
 
 
 def test_synthetic_data_is_learnable_by_nearest_prototype():

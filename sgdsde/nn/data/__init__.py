@@ -3,11 +3,11 @@
 A :class:`Dataset` holds images (or feature vectors) ``x`` of shape (N, …) in float32 —
 images are (N, H, W, C), scaled to [0, 1] — and integer labels ``y`` in [0, K).
 
-- Built in, no download: :func:`digits` (scikit-learn's 8 × 8 handwritten digits,
-  1797 images, 10 classes; needs the optional extra ``.[data]`` (scikit-learn)), with the
-  generated fallbacks :func:`synthetic_digits` (same shape, size and classes) and
-  :func:`gaussian_mixture` (feature vectors). :func:`builtin` picks digits when
-  scikit-learn is installed, else the fallback (with a :class:`DataFallbackWarning`).
+- Built in, no download and no optional dependency: :func:`digits` (the 8 × 8 UCI
+  handwritten digits, 1797 images, 10 classes, shipped in the package: exactly
+  scikit-learn's ``load_digits``), also :func:`builtin`. Generated data only when asked
+  for: :func:`synthetic_digits` (same shape, size and classes) and
+  :func:`gaussian_mixture` (feature vectors).
 - Local files, never ``pickle``: :func:`load_mnist` / :func:`load_fashion_mnist`
   (IDX files, optionally gzipped; :func:`read_idx`) and :func:`load_cifar10` /
   :func:`load_cifar100` (the *binary* version of CIFAR).
@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ._builtin import DataFallbackWarning, builtin, digits, gaussian_mixture, synthetic_digits
+from ._builtin import builtin, digits, gaussian_mixture, synthetic_digits
 # _check_dataset: imported from here by sgdsde.nn.metrics and sgdsde.nn.problem
 from ._dataset import Dataset, Splits, _check_dataset, _rng, make_dataset  # noqa: F401
 from ._files import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, read_idx
@@ -35,7 +35,6 @@ from ._transforms import _count_or_fraction, corrupt_labels, split, split_valida
 __all__ = [
     "Dataset",
     "Splits",
-    "DataFallbackWarning",
     "make_dataset",
     "digits",
     "synthetic_digits",
@@ -60,8 +59,8 @@ FORMATS = ("digits", "synthetic", "builtin", "mnist", "fashion_mnist", "cifar10"
 def load(name: str, folder: str | os.PathLike | None = None, *, key, validation=0.1, test=0.2) -> Splits:
     """Load a data set by name and split it; always returns :class:`Splits`.
 
-    name: one of :data:`FORMATS` — "digits", "synthetic" (synthetic_digits), "builtin"
-    (digits, else synthetic), which are split into train / validation / test by
+    name: one of :data:`FORMATS` — "digits" or "builtin" (the real digits, built in),
+    "synthetic" (generated synthetic_digits), which are split into train / validation / test by
     ``validation`` and ``test`` (counts or fractions); or "mnist", "fashion_mnist",
     "cifar10", "cifar100" (fine labels) read from ``folder``, whose own test set is
     kept and whose validation set is carved from the training set (``test`` is unused).
@@ -71,7 +70,7 @@ def load(name: str, folder: str | os.PathLike | None = None, *, key, validation=
             raise ValueError(f"folder: {name!r} is built in and reads no folder")
         data_key, split_key = _split_key(key)
         dataset = {"digits": digits, "synthetic": lambda: synthetic_digits(key=data_key),
-                   "builtin": lambda: builtin(key=data_key)}[name]()
+                   "builtin": builtin}[name]()
         return split(dataset, key=split_key, validation=validation, test=test)
     loaders = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10,
                "cifar100": load_cifar100}
