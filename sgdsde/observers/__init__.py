@@ -25,6 +25,7 @@ a mean over no replicas, a standard error from fewer than two.
 
 from ._base import Observer, RunContext
 from .measures import gradient_noise, sharpness
+from .noise_scales import noise_scales, scaling_rule_check
 from .statistics import basins, first_passage, histogram, moments
 from .trajectory import divergence, endpoint, loss_curve, snapshots
 
@@ -41,4 +42,5 @@ __all__ = [
     "divergence",
     "sharpness",
     "gradient_noise",
+    "noise_scales", "scaling_rule_check",
 ]

@@ -19,7 +19,8 @@ The modules:
 - :mod:`~sgdsde.theory.covariance` — stationary covariances (OU; exact SGD for ``iid``,
   ``subset``, ``epoch`` and heavy ball), their 1-D closed forms, the trace identity;
 - :mod:`~sgdsde.theory.transition` — the OU transition law θ_t | θ_0;
-- :mod:`~sgdsde.theory.noise_scales` — noise scales η/S, n_eff, Smith–Le, and clocks;
+- :mod:`~sgdsde.theory.noise_scales` — noise scales η/S, n_eff, Smith–Le, clocks, two-batch
+  estimates of ‖g‖² and tr C, the noise-to-signal ratio;
 - :mod:`~sgdsde.theory.solvers` — the O(d³) Lyapunov / Stein solvers behind them.
 """
 
@@ -32,6 +33,7 @@ from .covariance import (
     sgd_stationary_variance_1d,
 )
 from .noise_scales import effective_noise_scale, noise_scale, sme_to_step_time, smith_le_noise_scale, step_to_sme_time
+from .noise_scales import TwoBatchEstimate, noise_to_signal_ratio, two_batch_estimate
 from .solvers import continuous_lyapunov, discrete_lyapunov
 from .transition import OUTransition, ou_transition
 
@@ -51,4 +53,5 @@ __all__ = [
     "step_to_sme_time",
     "sme_to_step_time",
     "lyapunov_trace",
+    "TwoBatchEstimate", "two_batch_estimate", "noise_to_signal_ratio",
 ]
