@@ -285,6 +285,11 @@ def diffrax_stepper(solver, noise: NoiseModel, dt: float = 1.0) -> Stepper:
             f"SGD's Itô SDE for the state-dependent noise {noise!r}; use diffrax.Euler() or diffrax.ItoMilstein()"
         )
     levy_area = _levy_area_type(solver)
+    return _reused("diffrax_stepper", (solver, noise, dt), lambda: _diffrax_stepper(solver, noise, dt, levy_area))
+
+
+def _diffrax_stepper(solver, noise: NoiseModel, dt: float, levy_area) -> Stepper:
+    import diffrax
 
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
         values = _values(state, hyper, dt)

@@ -195,6 +195,15 @@ def histogram(
     """
     burn_in, every = _check_burn_in(burn_in), _check_every(every)
     edge_list = _edge_list(edges)
+    # one Observer per edge values (arrays and lists are keyed by their numbers), so that a
+    # run written inline reuses its compiled program
+    edge_key = tuple(tuple(float(x) for x in e) for e in edge_list)
+    return _histogram(edge_key, coordinates, burn_in, every)
+
+
+@_cached
+def _histogram(edge_key: tuple, coordinates, burn_in: int, every: int) -> Observer:
+    edge_list = [np.asarray(e) for e in edge_key]
     shape = tuple(len(e) - 1 for e in edge_list)
     edge_arrays = [jnp.asarray(e) for e in edge_list]
     coords = coordinates or (lambda p: ravel_pytree(p)[0])

@@ -34,6 +34,7 @@ def loss_curve(every: int) -> Observer:
 
 
 # ------------------------------------------------------------------ divergence
+@_cached
 def divergence() -> Observer:
     """Built into every run: per replica, the step k whose update θ_k → θ_{k+1} first
     produced a non-finite value (−1 if none)."""
