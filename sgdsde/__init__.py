@@ -7,13 +7,15 @@ the SGD steps, η·t_steps for a constant η) or ``"calls"`` (stepper calls; SGD
 calls · dt), see ``sgdsde.run(..., clock=...)`` and ``RunResult.on_clock``.
 """
 
-from . import compare, landscape, noise, observers, problems, sampling, sde, theory
+from . import compare, landscape, noise, observers, problems, sampling, schedules, sde, theory
 from .hyper import Hyper, HyperValues
 from .problem import Problem
 from .runner import DivergenceWarning, RunResult, run
 from .simulation import Simulation, simulate
 from .sde import diffrax_stepper, euler_maruyama, underdamped
 from .steppers import Stepper, StepperState, sgd
+from .svag import svag
+from .sme import sme2
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,8 @@ __all__ = [
     "euler_maruyama",
     "underdamped",
     "diffrax_stepper",
+    "svag",
+    "sme2",
     "noise",
     "sde",
     "compare",
@@ -54,6 +58,7 @@ __all__ = [
     "observers",
     "problems",
     "sampling",
+    "schedules",
     "theory",
     "landscape",
     "fokker_planck",

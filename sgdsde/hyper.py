@@ -1,10 +1,12 @@
 """Hyperparameters: learning rate η, batch size S, momentum β.
 
 Each may be a scalar, an array (a grid: the runner vmaps over it, all array
-fields broadcast to one grid shape) or a schedule, a callable of the SGD step k
-(optax schedules work). The batch size is traced: minibatches are drawn at a
-static maximum size and masked, so a grid over S or a cyclic batch-size schedule
-compiles once.
+fields broadcast to one grid shape) or a schedule of the SGD step k: a plain callable
+(optax schedules work; static, one per program) or a :mod:`sgdsde.schedules` pytree
+(its parameters are traced leaves whose grid axes join the grid, so a grid of schedules
+compiles once; a batch-size schedule's value is rounded to the nearest integer). The
+batch size is traced: minibatches are drawn at a static maximum size and masked, so a
+grid over S or a cyclic batch-size schedule compiles once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any, Callable, NamedTuple, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._checks import is_traced
+from .schedules import Schedule
 
 Value = Union[float, int, np.ndarray, jax.Array, Callable[[Any], Any]]
 
@@ -61,7 +66,7 @@ class Hyper:
     def tree_flatten(self):
         children, static = [], []
         for value in self._values():
-            if callable(value):
+            if _is_static(value):
                 static.append(value)
                 children.append(None)
             else:
@@ -86,20 +91,32 @@ class Hyper:
 
         ``Hyper.grid([0.1, 0.2], [8, 32])`` has grid shape (2, 2) with
         ``learning_rate[i, j] = [0.1, 0.2][i]`` and ``batch_size[i, j] = [8, 32][j]``.
-        Scalars add no axis; schedules stay schedules (not part of the grid).
+        Scalars add no axis; plain callables stay schedules (not part of the grid); a
+        :func:`sgdsde.schedules.stack` of n schedules is an axis of length n like a list.
         """
         given = (learning_rate, batch_size, momentum)
-        gridded = [i for i, v in enumerate(given) if not callable(v) and np.ndim(v) > 0]
-        mesh = np.meshgrid(*(np.asarray(given[i]).ravel() for i in gridded), indexing="ij")
+        gridded = [i for i, v in enumerate(given) if _grid_ndim(v) > 0]
+        for i in gridded:
+            if isinstance(given[i], Schedule) and _grid_ndim(given[i]) != 1:
+                raise ValueError(f"{_FIELDS[i]}: a schedule in Hyper.grid needs one grid axis (sgdsde.schedules.stack), "
+                                 f"got grid axes {given[i].batch_shape}")
+        lengths = [_grid_length(given[i]) for i in gridded]
+        mesh = np.meshgrid(*(np.arange(n) for n in lengths), indexing="ij")
         values = list(given)
-        for i, arr in zip(gridded, mesh):
-            values[i] = arr
+        for axis, (i, index) in enumerate(zip(gridded, mesh)):
+            if isinstance(given[i], Schedule):
+                shape = [1] * len(lengths)
+                shape[axis] = lengths[axis]
+                values[i] = given[i].reshape_batch(shape).broadcast_batch(index.shape)
+            else:
+                values[i] = np.asarray(given[i]).ravel()[index]
         return cls(*values)
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
         """Broadcast shape of the array-valued fields (() for a single configuration)."""
-        shapes = [np.shape(v) for v in self._values() if not callable(v)]
+        shapes = [v.batch_shape if isinstance(v, Schedule) else np.shape(v)
+                  for v in self._values() if not _is_static(v)]
         try:
             return tuple(np.broadcast_shapes(*shapes))
         except ValueError as err:
@@ -114,8 +131,10 @@ class Hyper:
         size = int(np.prod(shape)) if shape else 1
         values = []
         for field, value in zip(_FIELDS, self._values()):
-            if callable(value):
+            if _is_static(value):
                 values.append(value)
+            elif isinstance(value, Schedule):
+                values.append(value.broadcast_batch(shape).reshape_batch((size,)))
             elif isinstance(value, jax.core.Tracer):  # inside jit/vmap/grad: stay traced
                 dtype = jnp.int32 if field == "batch_size" else None
                 values.append(jnp.broadcast_to(jnp.asarray(value, dtype=dtype), shape).reshape(size))
@@ -129,6 +148,8 @@ class Hyper:
     def at(self, step) -> HyperValues:
         """The values at SGD step ``step`` (schedules evaluated, arrays passed through)."""
         lr, batch, mom = (v(step) if callable(v) else v for v in self._values())
+        if isinstance(self.batch_size, Schedule):
+            batch = jnp.round(batch)  # S_k = round(s(k)), half to even
         max_batch = self.max_batch_size
         if max_batch is not None and not callable(self.batch_size):
             try:
@@ -154,17 +175,27 @@ class Hyper:
     def validate(self, num_examples: int | None, num_steps: int | None = None) -> "Hyper":
         """Check ranges in Python, before any compile, and return a copy with max_batch_size set.
 
-        η > 0 and finite, S an integer in [1, N], β in [0, 1). Schedules are evaluated
-        at every step 0 … num_steps−1 (vectorised) to check them and to find max S.
+        η > 0 and finite, S an integer in [1, N], β in [0, 1). Plain callables are
+        evaluated at every step 0 … num_steps−1 (vectorised) to check them and to find
+        max S; a :mod:`sgdsde.schedules` pytree is checked by its range [min, max] over
+        all steps k ≥ 0 (rounded for the batch size), per grid entry, and max S is its max.
         A traced field (inside ``jax.jit``, ``vmap`` or ``grad``, e.g. d/dη through
         :func:`sgdsde.simulate`) has no values to check: only its dtype is checked, and a
         traced batch size needs ``max_batch_size``.
         """
         self.grid_shape  # raises on shapes that do not broadcast
         values = self._values()
-        steps = np.arange(max(int(num_steps or 1), 1)) if any(map(callable, values)) else None
+        steps = np.arange(max(int(num_steps or 1), 1)) if any(map(_is_static, values)) else None
         checked = {}
         for field, value in zip(_FIELDS, self._values()):
+            if isinstance(value, Schedule) and is_traced(value):
+                if field == "batch_size" and self.max_batch_size is None:
+                    raise ValueError(
+                        "batch_size: a schedule with traced parameters needs Hyper(..., max_batch_size=S_max), "
+                        "the static size minibatches are drawn at"
+                    )
+                checked[field] = np.asarray([_VALID[field]])  # placeholder: no value to check
+                continue
             if isinstance(value, jax.core.Tracer):
                 if not jnp.issubdtype(value.dtype, jnp.number):
                     raise ValueError(f"{field}: must be numbers, got dtype {value.dtype}")
@@ -175,7 +206,12 @@ class Hyper:
                     )
                 checked[field] = np.asarray([_VALID[field]])  # placeholder: no value to check
                 continue
-            if callable(value):
+            if isinstance(value, Schedule):
+                bounds = [np.asarray(value.min, np.float64).ravel(), np.asarray(value.max, np.float64).ravel()]
+                arr = np.concatenate(bounds)
+                arr = np.round(arr) if field == "batch_size" else arr
+                where = "schedule range"
+            elif callable(value):
                 try:
                     arr = np.asarray(jax.vmap(value)(jnp.asarray(steps)))
                 except Exception:  # schedule not vmappable: evaluate step by step
@@ -209,7 +245,24 @@ class Hyper:
         return Hyper(*self._values(), max_batch_size=self.max_batch_size or needed)
 
 
+def _is_static(value) -> bool:
+    """A plain callable schedule: static in the pytree (a :mod:`~sgdsde.schedules` pytree is not)."""
+    return callable(value) and not isinstance(value, Schedule)
+
+
+def _grid_ndim(value) -> int:
+    if isinstance(value, Schedule):
+        return len(value.batch_shape)
+    return 0 if callable(value) else np.ndim(value)
+
+
+def _grid_length(value) -> int:
+    return value.batch_shape[0] if isinstance(value, Schedule) else np.asarray(value).size
+
+
 def _short(value) -> str:
+    if isinstance(value, Schedule):
+        return f"{type(value).__name__}{value.batch_shape}"
     if callable(value):
         return getattr(value, "__name__", "schedule")
     arr = np.asarray(value)
