@@ -188,17 +188,25 @@ def euler_maruyama(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 
 
 def _euler_maruyama(noise: NoiseModel, dt: float) -> Stepper:
+    step = overdamped_em_step(noise, dt, lambda problem, params, lr: problem.grad(params))
+    return _stepper(_init(noise), step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
+
+
+def overdamped_em_step(noise: NoiseModel, dt: float, drift):
+    """The Euler–Maruyama step θ' = θ − η dt·drift(problem, θ, η) + η √(f/S) √dt ξ
+    (η the effective learning rate η/(1 − β)); drift = g is :func:`euler_maruyama`."""
+
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
         values = _values(state, hyper, dt)
         dtype = _float_dtype(state.params)
         lr = _effective_lr(values, dtype)
         amplitude = lr * _noise_amplitude(values, noise, problem, dtype) * jnp.sqrt(jnp.asarray(dt, dtype))
-        grad = problem.grad(state.params)
+        grad = drift(problem, state.params, lr)
         xi = noise.sample(key, state.params, problem)
         increment = jax.tree_util.tree_map(lambda g, x: -(lr * dt) * g + amplitude * x, grad, xi)
         return apply_update(state, increment, _no_momentum(values))
 
-    return _stepper(_init(noise), step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
+    return step
 
 
 # ---------------------------------------------------------------------- underdamped
