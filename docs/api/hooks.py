@@ -1,0 +1,88 @@
+"""mkdocs hook: the API reference, one generated page per public module.
+
+The public modules are ``sgdsde``, the modules named in ``sgdsde.__all__``, the lazily
+loaded ones (``sgdsde.sharding``, …) and, recursively, every submodule a public module
+names in its ``__all__`` (``sgdsde.nn.data``). Each gets a page ``api/<module>.md``
+holding ``::: <module>``: mkdocstrings renders the names in the module's ``__all__``.
+A new public module or function is therefore in the reference without editing the docs
+(tests/test_docs_site.py checks that every public name has an entry).
+
+One static reader's blind spot is handled here: a name exported from a submodule of the
+same name (``sgdsde.fokker_planck.grid``, the function, from ``fokker_planck/grid.py``)
+is the function at run time, but griffe sees the submodule and leaves it out; the page
+renders it from where it is defined (``::: sgdsde.fokker_planck.grid.grid``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import types
+
+from mkdocs.structure.files import File
+
+NAV_TITLE = "API reference"
+OVERVIEW = "api/index.md"
+
+
+def public_modules() -> list[types.ModuleType]:
+    """The public modules of sgdsde (module docstring), sgdsde first, then by name."""
+    import sgdsde
+
+    found: dict[str, types.ModuleType] = {}
+    pending = [sgdsde, *(importlib.import_module(f"sgdsde.{name}") for name in sorted(sgdsde._LAZY))]
+    while pending:
+        module = pending.pop()
+        if module.__name__ in found:
+            continue
+        found[module.__name__] = module
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            if isinstance(value, types.ModuleType) and value.__name__.startswith("sgdsde."):
+                pending.append(value)
+    return [found[name] for name in sorted(found, key=lambda name: (name != "sgdsde", name))]
+
+
+def shadowed_names(module: types.ModuleType) -> list[str]:
+    """Defining paths of the non-module names in ``__all__`` that share their name with a
+    submodule."""
+    if not hasattr(module, "__path__"):  # a plain module has no submodules
+        return []
+    paths = []
+    for name in getattr(module, "__all__", ()):
+        value = getattr(module, name)
+        if not isinstance(value, types.ModuleType) and importlib.util.find_spec(f"{module.__name__}.{name}"):
+            paths.append(f"{value.__module__}.{value.__qualname__}")
+    return paths
+
+
+def page_uri(module: types.ModuleType) -> str:
+    return f"api/{module.__name__}.md"
+
+
+def page_markdown(module: types.ModuleType) -> str:
+    """The page: ``::: module`` (its docstring, then its ``__all__``), then the shadowed names."""
+    text = f"# `{module.__name__}`\n\n::: {module.__name__}\n    options:\n      show_root_heading: false\n"
+    for path in shadowed_names(module):
+        name = path.rsplit(".", 1)[-1]
+        text += (f"\n`{module.__name__}.{name}` is the object below (its submodule `{name}` defines it "
+                 f"under the same name):\n\n::: {path}\n")
+    return text
+
+
+def on_config(config, **kwargs):
+    """Replace the nav's ``API reference: api/index.md`` entry by a section: the overview,
+    then one page per public module."""
+    pages = [{"Overview": OVERVIEW}, *({m.__name__: page_uri(m)} for m in public_modules())]
+    for index, entry in enumerate(config.nav or []):
+        if isinstance(entry, dict) and entry.get(NAV_TITLE) == OVERVIEW:
+            config.nav[index] = {NAV_TITLE: pages}
+    return config
+
+
+def on_files(files, config, **kwargs):
+    """Add the generated pages (a static file of the same name takes precedence)."""
+    for module in public_modules():
+        if files.get_file_from_path(page_uri(module)) is None:
+            files.append(File.generated(config, page_uri(module), content=page_markdown(module)))
+    return files
