@@ -3,6 +3,7 @@
     sgdsde minima [--landscape NAME|FILE.json] [--learning-rate η] [--batch-sizes S ...]
                   [--noise N_MIN N_MAX [--points K]] [--replicas R] [--out DIR] [--seed K]
     sgdsde demo [--out DIR] [--sampling subset|iid|epoch] [--replicas R] [--seed K]
+    sgdsde sde-check [--data FOLDER [--format F]] [--steps K] [--replicas R] [--quick] [--out DIR] [--seed K]
 
 Every option is checked before any work: counts and ranges, the landscape file, and the
 output folder (it must be a folder, or creatable, and writable). Options are never
@@ -108,6 +109,27 @@ def _minima(args) -> int:
     return 0
 
 
+def _sde_check(args) -> int:
+    from .experiments import sde_check
+
+    if args.format is not None and args.data is None:
+        raise UsageError(args.parser.prog, "--format: names the format of a --data folder; give --data too")
+    spec = {key: value for key, value in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size),
+                                          ("train_examples", args.train_examples)) if value is not None}
+    sde_check.main(
+        out=args.out,
+        data=args.data,
+        data_format=args.format,
+        replicas=args.replicas,
+        steps=args.steps,
+        seed=args.seed,
+        quick=args.quick,
+        spec=spec,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
     from . import __version__
@@ -163,6 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--replicas", type=integer_at_least(2), default=1000, help="SGD replicas per configuration")
     demo.add_argument("--seed", type=integer_at_least(0), default=0)
     demo.set_defaults(func=_demo, parser=demo, aliases={})
+    check = sub.add_parser(
+        "sde-check",
+        parents=[common],
+        help="SGD vs SVAG(ℓ) vs its SDE on an MLP: curves, weak error in 1/ℓ, noise scales",
+        description="Trains an MLP on the built-in 8x8 digits (or a --data folder) from one initialisation "
+        "with SGD, SVAG(ℓ) for ℓ = 2, 4, 8, 16 and the SDE (Euler–Maruyama with the empirical gradient "
+        "covariance): train/test loss and accuracy curves with Monte-Carlo error bars on the SGD-step clock, "
+        "the weak error of SVAG(ℓ) against the largest ℓ with its fitted order in 1/ℓ, and B_simple and "
+        "B_crit along SGD. Writes a table, sde_check.json and sde_check.png.",
+    )
+    check.add_argument("--data", default=None, metavar="FOLDER",
+                       help="a local MNIST / Fashion-MNIST (IDX) or CIFAR-10/100 (binary) folder "
+                       "(default: the built-in digits)")
+    check.add_argument("--format", default=None, choices=["mnist", "fashion_mnist", "cifar10", "cifar100"],
+                       help="the format of --data (default: detected from the file names)")
+    check.add_argument("--train-examples", type=integer_at_least(2), default=None,
+                       help="train on the first N training examples (default: all)")
+    check.add_argument("--learning-rate", type=positive_number, default=None, help="η (default: 1.0)")
+    check.add_argument("--batch-size", type=integer_at_least(1), default=None, help="S (default: 32)")
+    check.add_argument("--steps", type=integer_at_least(1), default=None,
+                       help="SGD steps, a multiple of 100 (default: 1000; --quick: 100)")
+    check.add_argument("--replicas", type=integer_at_least(2), default=32,
+                       help="SGD and SVAG replicas (default: %(default)s)")
+    check.add_argument("--quick", action="store_true", help="a tiny run (seconds; the test suite)")
+    check.add_argument("--out", default="sgdsde-output/sde_check", help="output folder (default: %(default)s)")
+    check.add_argument("--seed", type=integer_at_least(0), default=0)
+    check.add_argument("--quiet", action="store_true", help="no progress lines")
+    check.set_defaults(func=_sde_check, parser=check, aliases={"data_format": "--format"})
     return parser
 
 
