@@ -124,11 +124,41 @@ def _block_lanczos_flat(matmat, v0: Array, steps: int, fresh: Array) -> BlockLan
 
 
 def _lanczos_flat(matvec, v0: Array, m: int, fresh: Array) -> Lanczos:
-    """m steps of single-vector Lanczos from the unit vector v0: the block method with p = 1
-    (a zero residual restarts from ``fresh``, β = 0, so T stays exact)."""
-    block = _block_lanczos_flat(jax.vmap(matvec), v0[None], m, fresh[None])
-    return Lanczos(block.diagonal[:, 0, 0], block.offdiagonal[:, 0, 0], jnp.abs(block.residual[0, 0]),
-                   block.basis, block.dropped)
+    """m steps of single-vector Lanczos from the unit vector v0, full reorthogonalisation:
+    the block method with p = 1 written with scalars (a norm for the QR and SVD of a
+    1-column block), which XLA compiles about three times faster.
+
+    Step j (one HVP): w = H v_j, α_j = v_jᵀw, w ← w ⟂ basis (twice), β_j = ‖w‖,
+    v_{j+1} = w/β_j. A β_j below 100·eps·‖H‖ (the Krylov space is exhausted, to rounding)
+    is set to 0 (the largest such is ``dropped``) and v_{j+1} is ``fresh`` cyclically
+    shifted by j + 1, orthogonalised against the basis, so T stays exact.
+    """
+    (d,) = v0.shape
+    dtype = v0.dtype
+    tol = 100 * jnp.finfo(dtype).eps
+    basis = jnp.zeros((m, d), dtype).at[0].set(v0)
+
+    def body(j, carry):
+        basis, alpha, beta, dropped, scale = carry
+        v = basis[j]
+        w = matvec(v)
+        scale = jnp.maximum(scale, jnp.linalg.norm(w))
+        a = jnp.vdot(v, w)
+        w = _orthogonalize(w, basis)  # rows after j are still zero
+        b = jnp.linalg.norm(w)
+        deficient = (b <= tol * scale) & (j < m - 1)
+        nxt = lax.cond(deficient, lambda: _normalize(_orthogonalize(jnp.roll(fresh, j + 1), basis)),
+                       lambda: w / jnp.where(b > 0, b, 1))
+        basis = basis.at[j + 1].set(nxt, mode="drop")
+        alpha = alpha.at[j].set(a)
+        beta = beta.at[j].set(jnp.where(deficient, 0, b))
+        dropped = jnp.maximum(dropped, jnp.where(deficient, b, 0))
+        return basis, alpha, beta, dropped, scale
+
+    zero = jnp.zeros((), dtype)
+    coefficients = jnp.zeros((m,), dtype)
+    basis, alpha, beta, dropped, _ = lax.fori_loop(0, m, body, (basis, coefficients, coefficients, zero, zero))
+    return Lanczos(alpha, beta[:-1], beta[-1], basis, dropped)
 
 
 _STARTS = {"given": 0, "gaussian": 1, "rademacher": 2}
@@ -256,10 +286,18 @@ def top_eigenvalues(
     if steps * p < k:
         name = "Lanczos" if method == "lanczos" else f"block Lanczos (blocks of {p})"
         raise ValueError(f"num_iterations: {name} needs at least k = {k} iterations, got {num_iterations}")
-    if method == "lanczos":
-        result = lanczos(fun, params, key=key, num_iterations=steps)
-    else:
+    return _top_ritz_core(fun, params, key, method == "block", steps, p, k)
+
+
+@functools.partial(jax.jit, static_argnames=("block", "steps", "p", "k"))
+def _top_ritz_core(fun, params, key, block: bool, steps: int, p: int, k: int) -> Array:
+    """The k largest Ritz values of (block) Lanczos from a Gaussian start, in one compiled
+    program (Rayleigh–Ritz included: no eager operations left for a first call to compile)."""
+    if block:
         result = _block_lanczos_core(fun, params, key, steps, p)
+    else:
+        flat = ravel_pytree(params)[0]
+        result = _lanczos_core(fun, params, key, jnp.zeros_like(flat), _STARTS["gaussian"], steps)
     return result.ritz()[0][:k]
 
 
