@@ -13,9 +13,15 @@
   block of a Markdown file (so each benchmark owns its own block of
   ``docs/benchmarks.md``).
 
-Timing statistic: every measurement is repeated; ``best`` (the minimum) is the least
-noise-sensitive estimate of the intrinsic cost on a shared machine and is what ratios
-use; ``median`` is reported alongside.
+Timing statistic: every measurement is repeated; rates and ratios use the ``median`` of
+interleaved repeats (a ratio of medians of rounds taken in turn); ``best`` (the minimum)
+is reported alongside. The first call, compile included, is its own column
+(:attr:`Timing.first_call`).
+- :func:`doc_block` renders a benchmark's block of ``docs/benchmarks.md`` (how it was
+  run, the machine and load, the lead line with the ratios, tables and notes) and
+  :func:`finish` ends every script alike: JSON, machine and load lines, and the block
+  (written to the docs on a full run, rendered and checked on a quick one, so that the
+  smoke run covers it).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ __all__ = [
     "print_table",
     "markdown_table",
     "update_doc_section",
+    "doc_block",
+    "finish",
     "fmt_rate",
     "fmt_seconds",
 ]
@@ -236,11 +244,17 @@ class Timing:
 
     @property
     def best(self) -> float:
-        """Minimum execution time over the repeats (used for ratios)."""
+        """Minimum execution time over the repeats (reported; ratios use the median)."""
         return min(self.execute)
 
     @property
+    def first_call(self) -> float | None:
+        """Wall seconds of the first call, compile included (None without a warm-up)."""
+        return self.warmup_wall[0] if self.warmup_wall else None
+
+    @property
     def median(self) -> float:
+        """Median execution time over the repeats (used for rates and ratios)."""
         return float(np.median(self.execute))
 
     @property
@@ -259,6 +273,7 @@ class Timing:
             "execute_best_s": round(self.best, 6),
             "execute_median_s": round(self.median, 6),
             "warmup_wall_s": [round(x, 6) for x in self.warmup_wall],
+            "first_call_s": None if self.first_call is None else round(self.first_call, 6),
             "compile_s": round(self.compile_seconds, 6),
         }
         if work is not None:
@@ -409,3 +424,60 @@ def begin() -> tuple[float, dict]:
     machine = machine_info()
     log(f"machine: {machine_summary(machine)}; load average {machine['load_average_1_5_15min']}")
     return began, machine
+
+
+# ------------------------------------------------------------------ the docs block and the end of a run
+
+
+def doc_block(name: str, command: str, results: dict, machine: dict, *, lead: str,
+              sections: Sequence[Any], versions: str = "", gpu_note: str = "GPU: not measured in this session.") -> str:
+    """The Markdown block of one benchmark in ``docs/benchmarks.md``: how and when it was
+    run (command, git commit, seconds), the machine with its load average at the start
+    and the end, the ``lead`` line (the ratio against the strongest anchor first), then
+    ``sections`` — each a paragraph (str) or a table ((header, rows)) — and where the
+    JSON is."""
+    git = machine.get("git", {})
+    load = f"{machine['load_average_1_5_15min']} at the start"
+    if machine.get("load_average_1_5_15min_end") is not None:
+        load += f", {machine['load_average_1_5_15min_end']} at the end"
+    lines = [
+        f"Measured {machine['date_utc']} with `{command}` (git {git.get('commit', '?')[:10]}"
+        f"{', with uncommitted changes' if git.get('dirty') else ''}; {results['elapsed_s']:.0f} s in all). {gpu_note}",
+        "",
+        f"**Machine:** {machine_summary(machine)}{'; ' + versions if versions else ''}. "
+        f"Load average (1/5/15 min) {load}.",
+        "",
+        lead,
+    ]
+    for section in sections:
+        lines.append("")
+        lines.append(section if isinstance(section, str) else markdown_table(*section))
+    lines += ["", f"All numbers: `benchmarks/results/{name}.json`."]
+    return "\n".join(lines)
+
+
+def finish(name: str, results: dict, machine: dict, *, began: float, suffix: str, write_docs: bool,
+           render: Callable[[], str], versions: str = "", doc: Path | None = None) -> Path:
+    """The end of every benchmark: elapsed seconds and the load at the end into ``results``,
+    the JSON (``<name><suffix>.json``), the machine and load lines, and the docs block:
+    rendered by ``render()`` on every run (a quick or redirected run checks it and prints
+    its size, so the smoke run covers the code) and written between the block's markers
+    only when ``write_docs``."""
+    results["elapsed_s"] = time.perf_counter() - began
+    machine["load_average_1_5_15min_end"] = machine_info()["load_average_1_5_15min"]
+    path = write_json(name + suffix, results, machine=machine)
+    print(f"\nmachine: {machine_summary(machine)}{'; ' + versions if versions else ''}")
+    print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
+          f"at end {machine['load_average_1_5_15min_end']}")
+    print(f"wrote {shown(path)} ({results['elapsed_s']:.0f} s)")
+    text = render()
+    if "Load average" not in text or "| ---" not in text.replace("|---", "| ---"):
+        raise RuntimeError(f"{name}: the docs block lacks its load line or a table")
+    doc = Path(doc) if doc is not None else ROOT / "docs" / "benchmarks.md"
+    if not write_docs:
+        print(f"docs block rendered ({len(text.splitlines())} lines), not written (quick, tagged or --no-docs run)")
+    elif update_doc_section(doc, name, text):
+        print(f"updated {shown(doc)}")
+    else:
+        print(f"{shown(doc)}: no '<!-- BEGIN {name} -->' block (or a redirected run), left unchanged")
+    return path

@@ -63,7 +63,10 @@ if [ $smoke = 1 ]; then
   bench sweep 300 --quick --steps 5 --grid-size 2 --repeats 1 --no-docs
   bench lyapunov 300 --quick --repeats 1
   if has fplanck && has pde; then bench fokker_planck 300 --quick --repeats 1 --no-docs
-  else echo "== fokker_planck: skipped (fplanck / py-pde not installed: pip install '.[bench]')"; fi
+  else  # the SciPy anchor part needs neither
+    echo "== fokker_planck: 1-D/2-D anchor parts skipped (fplanck / py-pde not installed: pip install '.[bench]')"
+    bench fokker_planck 300 --quick --parts anchor --anchor-2d 16 --anchor-3d "" --no-docs
+  fi
   if has torch && has pyhessian; then bench curvature 300 --quick --repeats 1 --no-docs
   else echo "== curvature: skipped (torch / pyhessian not installed: pip install '.[bench]')"; fi
 else
@@ -71,8 +74,8 @@ else
   bench sde_ensemble 120 --paths 1000000 --steps 1000 --repeats 3 --no-vbt --scaling 10000,100000,1000000 --no-docs
   bench sgd_ensemble 90 --replicas 100000 --repeats 3 --scaling 1000,10000,100000 --no-docs
   bench sweep 90 --steps 200 --grid-size 20 --repeats 2 --no-docs
-  if has fplanck && has pde; then bench fokker_planck 90 --cells-2d 256 --repeats 2 --no-docs
-  else echo "== fokker_planck: skipped (fplanck / py-pde not installed)"; fi
+  if has fplanck && has pde; then bench fokker_planck 90 --cells-2d 256 --repeats 2 --scipy-3d-max 32 --no-docs
+  else bench fokker_planck 90 --parts anchor --scipy-3d-max 32 --no-docs; fi
   if has torch && has pyhessian; then bench curvature 90 --repeats 2 --no-docs
   else echo "== curvature: skipped (torch / pyhessian not installed)"; fi
 fi
