@@ -1,5 +1,6 @@
-"""Resumable sweeps: chunked runs equal one run, an interrupted (killed) sweep resumes
-with nothing lost or redone, changed arguments are refused, files load back."""
+"""Resumable sweeps: chunked runs equal one run per batch size (grouped, the default) or
+one run over the whole grid (masked), an interrupted (killed) sweep resumes with nothing
+lost or redone, changed arguments are refused, files load back."""
 
 import os
 import re
@@ -64,16 +65,46 @@ def _config_files(out_dir, temporaries=False):
     return sorted(n for n in names if temporaries or not n.startswith("."))
 
 
+class _Stacked:
+    """Runs of the grid's columns (one batch size each) stacked into the 4 × 3 grid."""
+
+    def __init__(self, runs):
+        stack = lambda *xs: jax.tree_util.tree_map(lambda *x: np.stack(x, axis=1), *xs)
+        self.grid_shape = (4, 3)
+        self.observations = stack(*(r.observations for r in runs))
+        self.state = stack(*(r.state for r in runs))
+        self.diverged, self.divergence_step, self.divergence_time = (
+            stack(*(getattr(r, n) for r in runs)) for n in ("diverged", "divergence_step", "divergence_time"))
+
+    def __getitem__(self, name):
+        return self.observations[name]
+
+
+ETAS, SIZES = [0.05, 0.1, 0.2, 3.0], [4, 8, 24]
+
+
 @pytest.fixture(scope="module")
 def reference():
-    """One uninterrupted run over the whole grid, at the sweep's config_block."""
+    """What a grouped sweep computes: one uninterrupted run per batch size (a column of
+    the grid, its 4 learning rates) at the sweep's config_block — the same program, so
+    equal bit for bit."""
+    key, stepper, problem, _, init, steps = ARGS
+    with pytest.warns(sd.DivergenceWarning):
+        return _Stacked([sd.run(key, stepper, problem, sd.Hyper(np.asarray(ETAS), s), init, steps, **KWARGS)
+                         for s in SIZES])
+
+
+@pytest.fixture(scope="module")
+def masked_reference():
+    """What a masked sweep computes: one run over the whole grid (draws at S_max = 24)."""
     with pytest.warns(sd.DivergenceWarning):
         return sd.run(*ARGS, **KWARGS)
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, reference):
-    """A sweep in chunks of 4 configurations (3 chunks), keeping the final states."""
+def finished(tmp_path_factory):
+    """A sweep in chunks of 4 configurations (3 chunks, one per batch size), keeping the final
+    states; run before the reference runs, so that its compilations are counted."""
     out_dir = str(tmp_path_factory.mktemp("sweep") / "grid")
     advance = sd.runner._compile(ARGS[1], tuple(KWARGS["observers"]) + (sd.simulation.DIVERGENCE,), (60, 3), (1, 2))[1]
     compiled_before = advance._cache_size()
@@ -88,7 +119,7 @@ def test_sweep_equals_one_run_and_compiles_once(finished, reference, capsys):
     _assert_equal_to_run(result, reference)
     _exact(result.state["params"], reference.state.params)
     _exact(result.state["velocity"], reference.state.velocity)
-    assert compiled == 1  # one program for the 3 chunks (the last one padded to 4)
+    assert compiled == 3  # one program per batch size, one chunk each
     assert result.config_block == 2 and result.clock == "sme" and result.num_steps == 60
     np.testing.assert_array_equal(result.hyper["learning_rate"], np.asarray(S["hyper"].learning_rate))
     np.testing.assert_array_equal(result.hyper["batch_size"], np.asarray(S["hyper"].batch_size))
@@ -106,6 +137,23 @@ def test_sweep_equals_one_run_and_compiles_once(finished, reference, capsys):
     # load() from the files alone gives the same
     again = sweep.load(out_dir)
     _assert_equal_to_run(again, reference)
+
+
+def test_masked_sweep_equals_one_run_over_the_grid(tmp_path, masked_reference, monkeypatch):
+    """group_batch_sizes=False: every chunk draws at the grid's S_max = 24 and masks (one
+    program for the 3 chunks, the last one padded to 4), equal to sd.run over the whole grid."""
+    drawn_at, run = [], sd.runner.run
+    monkeypatch.setattr(sd.runner, "run", lambda *a, **k: drawn_at.append(a[3].max_batch_size) or run(*a, **k))
+    with pytest.warns(sd.DivergenceWarning):
+        result = sweep.run_sweep(tmp_path / "grid", *ARGS, **KWARGS, configs_per_chunk=4, progress=False,
+                                 group_batch_sizes=False)
+    assert drawn_at == [24, 24, 24]
+    _assert_equal_to_run(result, masked_reference)
+    # the setting is the sweep's: a resume without it keeps it, a different one is refused
+    with pytest.warns(sd.DivergenceWarning):
+        sweep.run_sweep(tmp_path / "grid", *ARGS, **KWARGS, progress=False)
+    with pytest.raises(ValueError, match=r"run \(group_batch_sizes False → True\)"):
+        sweep.run_sweep(tmp_path / "grid", *ARGS, **KWARGS, group_batch_sizes=True)
 
 
 def test_killed_sweep_resumes_without_losing_or_redoing_work(tmp_path, reference):
@@ -261,8 +309,9 @@ def test_resume_recomputes_damaged_files_with_a_warning(finished, reference, tmp
         path = os.path.join(out_dir, "configs", f"config_{index:06d}.npz")
         assert any(re.search(f"{re.escape(path)} {reason}.*computing that configuration again", m)
                    for m in messages), (path, messages)
-    # the 5 damaged files and config 3 (renamed away) are run again, the other 6 kept
-    assert [(r.done, r.resumed) for r in reports] == [(10, 6), (12, 6)]
+    # the 5 damaged files and config 3 (renamed away) are run again, the other 6 kept: two
+    # per batch size (3, 9 at S = 4; 4, 7 at S = 8; 2, 5 at S = 24), a chunk each
+    assert [(r.done, r.resumed) for r in reports] == [(8, 6), (10, 6), (12, 6)]
     _assert_equal_to_run(result, reference)
     _exact(result.state["params"], reference.state.params)
     _assert_equal_to_run(sweep.load(out_dir), reference)
@@ -278,6 +327,7 @@ def test_resume_recomputes_damaged_files_with_a_warning(finished, reference, tmp
         (dict(replicas=0), "replicas"),
         (dict(hyper=sd.Hyper(np.array([0.1, -0.1]), 4)), "learning_rate"),
         (dict(devices=0), "devices"),
+        (dict(group_batch_sizes="yes"), "group_batch_sizes"),
     ],
 )
 def test_bad_input_raises_before_running_or_writing(tmp_path, kwargs, message, monkeypatch):

@@ -1,6 +1,7 @@
-"""The plan of a sweep: the grid flattened into configurations and cut into chunks,
-and the manifest that records the sweep's arguments (with their fingerprints) so that
-a resumed call can be checked against the call that started it."""
+"""The plan of a sweep: the grid flattened into configurations, grouped by batch size,
+cut into chunks and shared between processes, and the manifest that records the
+sweep's arguments (with their fingerprints) so that a resumed call can be checked
+against the call that started it."""
 
 from __future__ import annotations
 
@@ -21,18 +22,49 @@ FORMAT = "sgdsde.sweep/1"
 _CODE_COMPONENTS = ("problem_code", "init_params_code", "stepper", "observers", "schedules")
 
 
-def _chunking(per_chunk, block, total: int, device_count: int) -> tuple[int, int]:
-    """(configurations per chunk, config_block), see :func:`~sgdsde.sweep.run_sweep`."""
+def _chunking(per_chunk, block, total: int, device_count: int, largest_group: int) -> tuple[int, int]:
+    """(configurations per chunk, config_block), see :func:`~sgdsde.sweep.run_sweep`: a
+    chunk holds at most the largest group (a chunk never spans two batch sizes)."""
     if per_chunk is not None:
-        per_chunk = min(check_int(per_chunk, "configs_per_chunk", 1), total)
+        per_chunk = min(check_int(per_chunk, "configs_per_chunk", 1), largest_group)
     if block is not None:
         block = check_int(block, "config_block", 1)
     if per_chunk is None:
         unit = (block or 1) * device_count
-        per_chunk = -(-(-(-total // 20)) // unit) * unit
+        per_chunk = min(-(-(-(-total // 20)) // unit), -(-largest_group // unit)) * unit
     if block is None:
         block = -(-per_chunk // device_count)
     return -(-per_chunk // block) * block, block
+
+
+def _batch_groups(values: list, total: int, grouped: bool) -> list[tuple[int | None, list[int]]]:
+    """The configurations g = 0 … total−1 by batch size, in order of first appearance:
+    ``[(S, [g, …]), …]``. One group ``(None, all)`` (drawn at the grid's ``max_batch_size``,
+    masked) when not ``grouped`` or when the batch size is a schedule."""
+    sizes = values[_FIELDS.index("batch_size")]
+    if not grouped or callable(sizes):
+        return [(None, list(range(total)))]
+    groups: dict[int, list[int]] = {}
+    for g, size in enumerate(np.asarray(sizes).tolist()):
+        groups.setdefault(int(size), []).append(g)
+    return list(groups.items())
+
+
+def _process_chunks(groups: list, per_chunk: int, pending: set, process: int, processes: int) -> list:
+    """This process's chunks ``[(S, [g, …]), …]``: every group is cut into chunks of
+    ``per_chunk`` configurations, chunk c (counted over the whole grid) belongs to process
+    c mod P; its configurations still ``pending`` are cut again into chunks within their
+    group. The share depends on the grid alone, not on which files exist, so P processes
+    agree on it without communicating (P = 1: every pending configuration)."""
+    chunks, count = [], 0
+    for size, members in groups:
+        mine = []
+        for i in range(0, len(members), per_chunk):
+            if count % processes == process:
+                mine += [g for g in members[i : i + per_chunk] if g in pending]
+            count += 1
+        chunks += [(size, mine[i : i + per_chunk]) for i in range(0, len(mine), per_chunk)]
+    return chunks
 
 
 def _flat_values(hyper: Hyper, grid_shape: tuple, total: int) -> list:
@@ -44,7 +76,7 @@ def _flat_values(hyper: Hyper, grid_shape: tuple, total: int) -> list:
 
 
 def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, observers, clock, keep_state,
-              config_block):
+              config_block, grouped):
     grid_shape = hyper.grid_shape
     key_data = np.asarray(jax.random.key_data(key))
     grid = {}
@@ -58,7 +90,9 @@ def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, ob
     fingerprint = {
         "key": _digest((str(jax.random.key_impl(key)), key_data)),
         "grid": _digest((grid, hyper.max_batch_size)),
-        "run": _digest((num_steps, replicas, clock, keep_state, config_block)),
+        # grouping changes the rounding (sums over S, not masked over S_max); a masked sweep
+        # keeps the digest of the sweeps written before grouping existed (they resume)
+        "run": _digest((num_steps, replicas, clock, keep_state, config_block) + ((True,) if grouped else ())),
         "problem_data": _digest((problem.data, dict(problem.info))),
         "problem_code": _digest((problem.per_example_loss, problem.regularizer, problem.full_loss)),
         "stepper": _digest(stepper),
@@ -86,6 +120,7 @@ def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, ob
         "dt": float(stepper.dt),
         "keep_state": keep_state,
         "config_block": config_block,
+        "group_batch_sizes": grouped,
         "stepper": stepper.name,
         "observers": [o.name for o in observers],
         "key": key_data.tolist(),
@@ -121,7 +156,7 @@ def _check_same_sweep(existing: dict, manifest: dict, out_dir: str, allow_code_c
         shown = []
         for k in differ:
             details = {
-                "run": ("num_steps", "replicas", "clock", "keep_state", "config_block"),
+                "run": ("num_steps", "replicas", "clock", "keep_state", "config_block", "group_batch_sizes"),
                 "grid": ("grid_shape", "max_batch_size"),
                 "key": ("key",),
                 "problem_data": ("num_examples",),

@@ -18,7 +18,9 @@ from .._checks import typed_key
 from ..hyper import _FIELDS, Hyper
 from ..problem import Problem
 from ..steppers import Stepper
-from ._plan import FORMAT, _check_same_sweep, _chunking, _flat_values, _manifest, _sweep_id
+from ._plan import (FORMAT, _batch_groups, _check_same_sweep, _chunking, _flat_values, _manifest,
+                    _process_chunks, _sweep_id)
+from ._processes import local_devices, wait_for_others
 from ._results import PyTree, SweepProgress, SweepResult, SweepWarning
 from ._storage import (
     _MANIFEST,
@@ -57,22 +59,32 @@ def run_sweep(
     config_block: int | None = None,
     keep_state: bool = False,
     allow_code_changes: bool = False,
+    group_batch_sizes: bool | None = None,
 ) -> SweepResult:
     """Run every configuration of the grid ``hyper`` like :func:`sgdsde.run` (same
     arguments, same numbers), ``configs_per_chunk`` configurations per compiled call,
     writing each finished configuration to ``out_dir`` and skipping those already there.
 
     configs_per_chunk: configurations per chunk (default: a twentieth of the grid,
-      rounded up to a multiple of config_block × the device count); rounded up to a
-      multiple of ``config_block``.
+      rounded up to a multiple of config_block × the device count, at most the largest
+      batch-size group); rounded up to a multiple of ``config_block``.
     config_block: the width at which configurations are computed (see
-      :func:`sgdsde.run`); the result equals ``sgdsde.run(..., config_block=...)`` over the
-      whole grid bit for bit, on any devices. Default: the one the sweep in ``out_dir``
-      was started with, else ``configs_per_chunk`` / device count (one block per device
-      and chunk).
+      :func:`sgdsde.run`); the result equals ``sgdsde.run(..., config_block=...)`` over
+      each batch size's configurations (over the whole grid with
+      ``group_batch_sizes=False``) bit for bit, on any devices and processes. Default: the
+      one the sweep in ``out_dir`` was started with, else ``configs_per_chunk`` / device
+      count (one block per device and chunk).
+    group_batch_sizes: True runs the configurations of each batch size S apart, each
+      drawing minibatches of S (no masked work; one compilation per distinct S); False
+      runs every chunk at the grid's largest S, masked (one compilation). Same random
+      numbers either way; the numbers differ by float rounding only. Default None: the
+      setting the sweep in ``out_dir`` was started with, else True.
     progress: True prints a line per chunk to stderr; a callable receives a
       :class:`SweepProgress` after every chunk; False is silent.
-    devices: as in :func:`sgdsde.run` (each chunk is split over the devices).
+    devices: as in :func:`sgdsde.run` (each chunk is split over the devices). Under
+      ``jax.distributed`` every process calls ``run_sweep`` with the same arguments; each
+      runs its own share of the chunks on its own devices among ``devices``, writes its
+      files, waits for the others' and returns the whole result (:mod:`sgdsde.sweep`).
     keep_state: also store the final stepper states (params, velocity, …) per configuration.
     allow_code_changes: resume even if a function's fingerprint changed (see :mod:`sgdsde.sweep`).
     Returns :func:`load` ``(out_dir)``. A :class:`~sgdsde.DivergenceWarning` lists the
@@ -90,40 +102,51 @@ def run_sweep(
             raise ValueError(f"{name}: must be True or False, got {value!r}")
     if not (isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress: must be True, False or a callable(SweepProgress), got {progress!r}")
+    if group_batch_sizes is not None and not isinstance(group_batch_sizes, bool):
+        raise ValueError(f"group_batch_sizes: must be True, False or None, got {group_batch_sizes!r}")
     grid_shape = hyper.grid_shape
     total = int(np.prod(grid_shape)) if grid_shape else 1
+    devices = local_devices(devices)
     device_count = len(sharding_lib.resolve_devices(devices)) if devices is not None else 1
     existing = _read_json(os.path.join(out_dir, _MANIFEST))
     if config_block is None and existing is not None and isinstance(existing.get("config_block"), int):
         config_block = existing["config_block"]
-    per_chunk, config_block = _chunking(configs_per_chunk, config_block, total, device_count)
+    if group_batch_sizes is None:  # a sweep keeps its own setting (sweeps before grouping: masked)
+        group_batch_sizes = bool(existing.get("group_batch_sizes", False)) if existing is not None else True
+    values = _flat_values(hyper, grid_shape, total)
+    groups = _batch_groups(values, total, group_batch_sizes)
+    per_chunk, config_block = _chunking(configs_per_chunk, config_block, total, device_count,
+                                        max(len(members) for _, members in groups))
 
     manifest = _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, observers, clock,
-                         keep_state, config_block)
+                         keep_state, config_block, group_batch_sizes)
     if existing is not None:
         _check_same_sweep(existing, manifest, out_dir, allow_code_changes)
     elif _finished(out_dir, total):
         raise ValueError(f"out_dir: {out_dir!r} holds configuration files but no {_MANIFEST}: not a sweep folder")
-    writer = jax.process_index() == 0
-    if writer:
-        _remove_temporaries(out_dir)
+    _remove_temporaries(out_dir)
     sweep_id = _sweep_id(existing or manifest)
+    process, processes = jax.process_index(), jax.process_count()
+    share = {g for _, chunk in _process_chunks(groups, per_chunk, set(range(total)), process, processes)
+             for g in chunk}
     finished = set()
     if existing is not None:
         good, damaged = _scan_configs(out_dir, existing, _read_structure(out_dir))
-        finished = set(good)
+        finished = set(good) & share
+        mine = {_config_path(out_dir, g, total) for g in share}
         for path, reason in damaged.items():
-            warnings.warn(f"out_dir: {path} {reason}; computing that configuration again", SweepWarning,
-                          stacklevel=2)
-    pending = [g for g in range(total) if g not in finished]
-
-    values = _flat_values(hyper, grid_shape, total)
-    chunks = [pending[i : i + per_chunk] for i in range(0, len(pending), per_chunk)]
+            if path in mine:  # a damaged file is recomputed (and announced) by the process it belongs to
+                warnings.warn(f"out_dir: {path} {reason}; computing that configuration again", SweepWarning,
+                              stacklevel=2)
+    pending = share - finished
+    chunks = _process_chunks(groups, per_chunk, pending, process, processes)
     structure_checked = False
     began = time.perf_counter()
-    for number, chunk in enumerate(chunks, start=1):
+    for number, (batch_size, chunk) in enumerate(chunks, start=1):
         padded = np.asarray(chunk + [chunk[-1]] * (per_chunk - len(chunk)))
-        sub = Hyper(*(v if callable(v) else v[padded] for v in values), max_batch_size=hyper.max_batch_size)
+        # a group of one batch size S draws at S: no masked work (S_max of the grid when not grouped)
+        sub = Hyper(*(v if callable(v) else v[padded] for v in values),
+                    max_batch_size=batch_size or hyper.max_batch_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", runner.DivergenceWarning)  # reported once, at the end
             result = runner.run(key, stepper, problem, sub, init_params, num_steps, replicas=replicas,
@@ -141,27 +164,26 @@ def run_sweep(
                 "divergence_time": _leaf_spec(result.divergence_time),
             },
         }
-        if not structure_checked:
-            _check_or_write_structure(out_dir, structure, manifest, writer)
+        if not structure_checked:  # every process may write the manifest (same content, atomic)
+            _check_or_write_structure(out_dir, structure, manifest, True)
             structure_checked = True
-        if writer:
-            for j, g in enumerate(chunk):
-                arrays = {f"obs_{i}": x[j] for i, x in enumerate(obs_leaves)}
-                arrays.update({f"state_{i}": x[j] for i, x in enumerate(state_leaves)})
-                arrays.update(
-                    config_index=np.asarray(g),
-                    sweep=np.asarray(sweep_id),
-                    diverged=result.diverged[j],
-                    divergence_step=result.divergence_step[j],
-                    divergence_time=result.divergence_time[j],
-                    **{f: np.asarray(v[g]) for f, v in zip(_FIELDS, values) if not callable(v)},
-                )
-                _write_atomic(_config_path(out_dir, g, total), lambda f, a=arrays: np.savez(f, **a))
+        for j, g in enumerate(chunk):
+            arrays = {f"obs_{i}": x[j] for i, x in enumerate(obs_leaves)}
+            arrays.update({f"state_{i}": x[j] for i, x in enumerate(state_leaves)})
+            arrays.update(
+                config_index=np.asarray(g),
+                sweep=np.asarray(sweep_id),
+                diverged=result.diverged[j],
+                divergence_step=result.divergence_step[j],
+                divergence_time=result.divergence_time[j],
+                **{f: np.asarray(v[g]) for f, v in zip(_FIELDS, values) if not callable(v)},
+            )
+            _write_atomic(_config_path(out_dir, g, total), lambda f, a=arrays: np.savez(f, **a))
         if progress:
             elapsed = time.perf_counter() - began
-            done_now = sum(len(c) for c in chunks[:number])
+            done_now = sum(len(c) for _, c in chunks[:number])
             report = SweepProgress(
-                done=len(finished) + done_now, total=total, resumed=len(finished), chunk=number,
+                done=len(finished) + done_now, total=len(share), resumed=len(finished), chunk=number,
                 chunks=len(chunks), elapsed=elapsed,
                 remaining=elapsed / done_now * (len(pending) - done_now),
             )
@@ -170,7 +192,12 @@ def run_sweep(
             else:
                 print(_progress_line(report), file=sys.stderr, flush=True)
     if progress is True and not chunks:
-        print(f"sgdsde.sweep: all {total} configurations were finished earlier ({out_dir})", file=sys.stderr)
+        print(f"sgdsde.sweep: all {len(share)} configurations were finished earlier ({out_dir})", file=sys.stderr)
+    if processes > 1:  # the other processes' shares
+        if progress is True:
+            print(f"sgdsde.sweep: process {process}: waiting for the other {processes - 1} processes",
+                  file=sys.stderr, flush=True)
+        wait_for_others(out_dir, _read_json(os.path.join(out_dir, _MANIFEST)))
 
     result = load(out_dir)
     if result.any_diverged:

@@ -91,11 +91,14 @@ def _scan_configs(out_dir: str, manifest: dict, structure: dict) -> tuple[dict, 
 
 
 def _remove_temporaries(out_dir: str) -> None:
-    """Temporary files of a process that was killed while writing."""
+    """Temporary files of a process that was killed while writing: all of them with one
+    process; under ``jax.distributed`` only this process's (``.p<index>.`` in the name),
+    since the other processes may be writing theirs right now."""
+    mine = f".p{jax.process_index()}." if jax.process_count() > 1 else ""
     for folder in (out_dir, os.path.join(out_dir, _CONFIGS)):
         if os.path.isdir(folder):
             for name in os.listdir(folder):
-                if name.startswith(".") and name.endswith(".tmp"):
+                if name.startswith(".") and name.endswith(".tmp") and mine in name:
                     os.remove(os.path.join(folder, name))
 
 
@@ -103,7 +106,8 @@ def _write_atomic(path: str, write: Callable) -> None:
     """write(file) into a temporary file next to ``path``, fsync, rename over ``path``."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    # named by process index and pid: processes on other hosts may share a pid
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.p{jax.process_index()}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as file:
             write(file)
