@@ -13,6 +13,9 @@
 - :func:`mean_first_passage_time_1d` — the exact 1-D mean first-passage time by quadrature.
 - :func:`boltzmann_basin_masses`, :func:`boltzmann_density` — exact Boltzmann basin masses
   and density on a grid in 1–3 dimensions, with a grid-error estimate.
+- :func:`laplace_log_evidence` — Bayesian evidence log p(y) ≈ −C(ω₀) − ½ log det(H/λ)
+  (docs/theory.md §8); :func:`linear_regression_log_evidence` (exact),
+  :func:`logistic_regression_log_evidence`.
 
 Noise model: isotropic gradient covariance σ² I (``problems.double_well_*``,
 ``multi_well``, ``isotropic_landscape`` have it exactly); n = η/S (use the finite-N
@@ -31,6 +34,13 @@ from .laplace import (
     laplace_log_weights,
     laplace_probabilities,
     laplace_ratio,
+)
+from .evidence import (
+    Evidence,
+    laplace_log_evidence,
+    linear_regression_log_evidence,
+    logistic_negative_log_likelihood,
+    logistic_regression_log_evidence,
 )
 from .quadrature import BasinMasses, BoltzmannGrid, boltzmann_basin_masses, boltzmann_density, grid_centers
 
@@ -57,4 +67,9 @@ __all__ = [
     "BoltzmannGrid",
     "BasinMasses",
     "grid_centers",
+    "Evidence",
+    "laplace_log_evidence",
+    "linear_regression_log_evidence",
+    "logistic_regression_log_evidence",
+    "logistic_negative_log_likelihood",
 ]
