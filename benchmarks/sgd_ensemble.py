@@ -438,7 +438,7 @@ def main(argv=None) -> dict:
                    "curvature 1, sigma2 1)",
         "theta0": list(THETA0), "replicas": R, "batch_size": a.batch_size, "learning_rate": a.learning_rate,
         "samplings": a.samplings, "repeats": a.repeats, "min_time_s": a.min_time, "quick": a.quick,
-        "timing_statistic": "ratios and rates use the best (minimum) execution time over the repeats; "
+        "timing_statistic": "ratios and rates use the median execution time over the interleaved repeats; "
                             "JAX trace/lower/compile seconds inside a call are split off",
         "float": "float32",
     }, "samplings": {}, "scaling": [], "observers": []}
@@ -501,7 +501,7 @@ def main(argv=None) -> dict:
             "diverged_replicas_sgdsde": int(np.sum(t_sd.result.diverged)),
         }
 
-        rate_sd = work / t_sd.best
+        rate_sd = work / t_sd.median
         entry = {
             "steps": steps, "replicas": R, "step_choice": calib,
             "sgdsde_run": t_sd.as_dict(work),
@@ -510,25 +510,25 @@ def main(argv=None) -> dict:
                            "note": "per-replica cost is constant: timed on timed_replicas replicas, "
                                    "rate = timed_replicas*steps/time"},
             "ratios": {
-                "sgdsde_over_optax_loop": rate_sd / (n_loop * steps / t_loop.best),
-                "sgdsde_over_optax_vmapped": rate_sd / (work / t_vm.best),
+                "sgdsde_over_optax_loop": rate_sd / (n_loop * steps / t_loop.median),
+                "sgdsde_over_optax_vmapped": rate_sd / (work / t_vm.median),
             },
             "checks": checks,
         }
         if t_ch is not None:
             entry["optax_vmapped_choice"] = {**t_ch.as_dict(r_ch * steps), "replicas": r_ch}
-            entry["ratios"]["sgdsde_over_optax_vmapped_choice"] = rate_sd / (r_ch * steps / t_ch.best)
+            entry["ratios"]["sgdsde_over_optax_vmapped_choice"] = rate_sd / (r_ch * steps / t_ch.median)
         if t_draw is not None:
             entry["draws_alone"] = {**t_draw.as_dict(work),
-                                    "fraction_of_sgdsde_step": t_draw.best / t_sd.best,
+                                    "fraction_of_sgdsde_step": t_draw.median / t_sd.median,
                                     "note": "key derivation + minibatch indices only, as in the anchors"}
         results["samplings"][sampling] = entry
 
         def row(label, timing, n, wk, one_call):
-            rate = wk / timing.best
-            return [label, sampling, n, steps, C.fmt_seconds(timing.best), C.fmt_rate(rate),
-                    C.fmt_rate(wk / timing.median), C.fmt_seconds(timing.compile_seconds),
-                    C.fmt_seconds(one_call) if one_call else "—", f"{rate_sd / rate:.2f}"]
+            rate = wk / timing.median
+            return [label, sampling, n, steps, f"{rate_sd / rate:.2f}", C.fmt_seconds(timing.median),
+                    C.fmt_rate(rate), C.fmt_rate(wk / timing.best), C.fmt_seconds(timing.compile_seconds),
+                    C.fmt_seconds(one_call) if one_call else "—"]
 
         # "1st call incl. compile": the warm-up call, which compiles
         rows.append(row("sgdsde.run", t_sd, R, work, t_sd.warmup_wall[0]))
@@ -542,8 +542,8 @@ def main(argv=None) -> dict:
         _log(f"[{sampling}] sgdsde.run {C.fmt_rate(rate_sd)} replica-steps/s; ratios "
              + ", ".join(f"{k} {v:.2f}" for k, v in entry["ratios"].items()))
 
-    header = ["implementation", "sampling", "replicas", "steps", "time (best)", "replica-steps/s",
-              "(median)", "compile", "1st call incl. compile", "sgdsde.run ×"]
+    header = ["implementation", "sampling", "replicas", "steps", "sgdsde.run ×", "time (median)",
+              "replica-steps/s", "(best)", "compile", "1st call incl. compile"]
     check_header = ["sampling", "1st step max Δθ vs optax", "final max Δθ vs vmapped", "final max Δθ vs loop",
                     "final mean loss (sgdsde.run)", "z vs independent runs", "check"]
     print()
@@ -602,15 +602,15 @@ def main(argv=None) -> dict:
         ocalls[label], _, _, ofirsts[label] = bench.prepare_sgdsde(obs_sampling, R, steps_o, observers=factory)
     _log(f"[observers] timing {len(ocalls)} observer sets interleaved, {a.repeats} rounds")
     otimings = C.time_interleaved(ocalls, warmup=0, repeats=a.repeats)
-    base = R * steps_o / otimings["endpoint()"].best
+    base = R * steps_o / otimings["endpoint()"].median
     for label, t in otimings.items():
         t.warmup_wall, t.warmup_compile = ofirsts[label].warmup_wall, ofirsts[label].warmup_compile
         d = t.as_dict(R * steps_o)
         res = {"observers": label, "sampling": obs_sampling, "replicas": R, "steps": steps_o,
                **{k: d[k] for k in ("execute_best_s", "compile_s", "rate_best", "rate_median")}}
-        res["relative_to_endpoint"] = res["rate_best"] / base
+        res["relative_to_endpoint"] = res["rate_median"] / base
         results["observers"].append(res)
-        orows.append([label, obs_sampling, R, steps_o, C.fmt_rate(res["rate_best"]),
+        orows.append([label, obs_sampling, R, steps_o, C.fmt_rate(res["rate_median"]),
                       f"{res['relative_to_endpoint']:.2f}", C.fmt_seconds(res["compile_s"])])
     obs_header = ["observers", "sampling", "replicas", "steps", "replica-steps/s", "vs endpoint()", "compile"]
     print()
@@ -634,38 +634,21 @@ def main(argv=None) -> dict:
               f"(warm call with reused objects: {C.fmt_seconds(fresh['warm_call_compile_s'])})"
               + ("  -> recompiles every call" if fresh["recompiles"] else ""))
 
-    results["elapsed_s"] = time.perf_counter() - began
-    machine["load_average_1_5_15min_end"] = C.machine_info()["load_average_1_5_15min"]
-    path = C.write_json(NAME + ("_quick" if a.quick else ""), results, machine=machine)
-    print(f"\nmachine: {C.machine_summary(machine)}")
-    print(f"load average (1/5/15 min) at start {machine['load_average_1_5_15min']}, "
-          f"at end {machine['load_average_1_5_15min_end']}")
-    print(f"wrote {C.shown(path)} ({results['elapsed_s']:.0f} s)")
-    if not a.quick and not a.no_docs:
-        tables = {"main": (header, rows), "checks": (check_header, crow), "scaling": (scaling_header, srows),
-                  "observers": (obs_header, orows)}
-        if C.update_doc_section(DOC, NAME, _doc_block(results, machine, tables, a)):
-            print(f"updated {DOC.relative_to(C.ROOT)}")
-        else:
-            print(f"{DOC.relative_to(C.ROOT)}: no '<!-- BEGIN {NAME} -->' block, left unchanged")
+    tables = {"main": (header, rows), "checks": (check_header, crow), "scaling": (scaling_header, srows),
+              "observers": (obs_header, orows)}
+    C.finish(NAME, results, machine, began=began, suffix="_quick" if a.quick else "",
+             write_docs=not (a.quick or a.no_docs), render=lambda: _doc_block(results, machine, tables, a))
     return results
 
 
 def _doc_block(results, machine, tables, a) -> str:
     cfg = results["config"]
-    git = machine.get("git", {})
     args = f"--replicas {cfg['replicas']}" + (f" --steps {a.steps}" if a.steps else "")
-    lines = [
-        f"Measured {machine['date_utc']} with `python benchmarks/sgd_ensemble.py {args}` "
-        f"(git {git.get('commit', '?')[:10]}{', with uncommitted changes' if git.get('dirty') else ''}; "
-        f"{results['elapsed_s']:.0f} s in all).",
-        "",
-        f"**Machine:** {C.machine_summary(machine)}. Load average (1/5/15 min) "
-        f"{machine['load_average_1_5_15min']} at the start, {machine['load_average_1_5_15min_end']} at the end.",
-        "",
-        C.markdown_table(*tables["main"]),
-        "",
-    ]
+    lead = "**Ratios** (sgdsde.run rate / anchor rate, medians of interleaved rounds): " + "; ".join(
+        f"{sampling}: optax vmapped (the strongest anchor) **{e['ratios']['sgdsde_over_optax_vmapped']:.2f}×**, "
+        f"optax per-replica loop {e['ratios']['sgdsde_over_optax_loop']:.2f}×"
+        for sampling, e in results["samplings"].items()) + "."
+    lines = [C.markdown_table(*tables["main"]), ""]
     for sampling, e in results["samplings"].items():
         if "draws_alone" in e:
             lines.append(f"- {sampling}: the minibatch draws alone (key derivation + indices) take "
@@ -693,10 +676,9 @@ def _doc_block(results, machine, tables, a) -> str:
         "Observer cost:",
         "",
         C.markdown_table(*tables["observers"]),
-        "",
-        f"All numbers: `benchmarks/results/{NAME}.json`.",
     ]
-    return "\n".join(lines)
+    return C.doc_block(NAME, f"python benchmarks/sgd_ensemble.py {args}", results, machine, lead=lead,
+                       sections=["\n".join(lines)], gpu_note="")
 
 
 if __name__ == "__main__":
