@@ -42,6 +42,7 @@ import numpy as np
 from . import observers as obs_lib
 from . import sharding as sharding_lib
 from ._checks import check_int, typed_key
+from ._progress import Progress
 from .hyper import Hyper
 from .problem import Problem
 from .simulation import (
@@ -237,7 +238,8 @@ def run(
     observers: what to record (default: ``[observers.endpoint()]``); divergence is
       always tracked and reported (a :class:`DivergenceWarning` names the replicas).
     chunk_size: run the scan in chunks of this many steps (same numbers as one chunk);
-      ``progress=True`` prints a line per chunk (default 20 chunks).
+      ``progress=True`` shows a progress line on stderr (default 20 chunks; see
+      :mod:`sgdsde._progress`).
     num_steps, and the observers' ``burn_in`` and ``every``, count calls of the stepper
     (SGD steps for ``sgd``; a stepper with ``dt`` advances dt SGD steps per call).
     clock: the clock of the times in the result (module docstring, :class:`RunResult`):
@@ -328,27 +330,18 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
 
     start, advance, finish = _compile(stepper, all_observers, (num_steps, replicas), blocking)
     observed = start(states, problem)
-    done, began, first = 0, time.perf_counter(), None
-    while done < num_steps:
-        length = min(chunk_size, num_steps - done)
-        states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(done), length)
-        done += length
-        if progress:
-            jax.block_until_ready(states)
-            now = time.perf_counter()
-            elapsed = now - began
-            # the first chunk includes compiling: the rate (and the time left) comes from the later ones
-            first = first or (done, now)
-            if done > first[0]:
-                left = f"~{(now - first[1]) / (done - first[0]) * (num_steps - done):.1f} s left"
-            else:
-                left = "compiling included" if done < num_steps else "done"
-            print(
-                f"sgdsde.run [{stepper.name}]: step {done}/{num_steps} ({100 * done / num_steps:.0f}%), "
-                f"{elapsed:.1f} s elapsed, {left}",
-                file=sys.stderr,
-                flush=True,
-            )
+    bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, "steps", enabled=progress)
+    done = 0
+    try:
+        while done < num_steps:
+            length = min(chunk_size, num_steps - done)
+            states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(done), length)
+            done += length
+            if progress:
+                jax.block_until_ready(states)
+                bar.update(done)
+    finally:
+        bar.close()
     if layout is not None:
         states, observed = layout.before_finish((states, observed))
     results = finish(states, observed, problem)

@@ -178,14 +178,3 @@ def test_divergence_is_reported_not_averaged(quadratic64):
                         int(first[0]), replicas=4)
     assert not before.any_diverged
     assert before.divergence_step[0] == -1
-
-
-def test_progress_lines_leave_compile_time_out_of_the_estimate(quadratic64, capsys):
-    """One line per chunk; the first chunk's time includes compiling, so it gives no
-    estimate; later lines estimate the time left from the chunks after it."""
-    with jax.enable_x64(True):
-        sd.run(jax.random.key(0), sd.sgd("iid"), quadratic64, sd.Hyper(0.1, 8), jnp.zeros(3), 40, progress=True,
-               chunk_size=10)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4 and "step 10/40 (25%)" in lines[0] and lines[0].endswith("compiling included")
-    assert all(line.endswith("s left") for line in lines[1:])

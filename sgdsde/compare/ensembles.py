@@ -4,7 +4,6 @@ and the per-replica statistics (:func:`expectations`, :class:`Expectations`)."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -12,6 +11,7 @@ import jax
 import numpy as np
 
 from .._checks import typed_key
+from .._progress import note
 from ..hyper import Hyper
 from ..problem import Problem
 from ..runner import DivergenceWarning, run
@@ -168,9 +168,8 @@ def _replica_values(stepper: Stepper, key, problem, hyper, init_params, observab
         edges = np.unique(np.concatenate([first, final + 1]))
         observer, last = _observer(observables, None, edges, every), final[:, None]
         num_steps = int(final.max())
-    if progress:
-        print(f"sgdsde.compare: {stepper.name}: {len(learning_rates)} learning rates × {replicas} replicas, "
-              f"{num_steps} steps", file=sys.stderr, flush=True)
+    note("sgdsde.compare", f"{stepper.name}: {len(learning_rates)} learning rates × {replicas} replicas, "
+         f"{num_steps} steps", enabled=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)  # reported per configuration and time instead
         result = run(key, stepper, problem, hyper, init_params, num_steps, replicas=replicas,

@@ -30,7 +30,6 @@ landscapes are in :mod:`~sgdsde.experiments.minima_landscapes`, the table and th
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Sequence
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from .. import landscape, noise, observers
 from .. import fokker_planck as fp
+from .._progress import Progress, note
 from ..hyper import Hyper
 from ..runner import run
 from ..sde import euler_maruyama
@@ -59,8 +59,7 @@ __all__ = ["LANDSCAPES", "load_landscape", "build_problem", "minima_selection", 
 
 
 def _log(progress: bool, message: str) -> None:
-    if progress:
-        print(f"sgdsde minima: {message}", file=sys.stderr, flush=True)
+    note("sgdsde minima", message, enabled=progress)
 
 
 def _check_settings(learning_rate, batch_sizes, num_examples, replicas, escape_replicas, em_dt) -> list[int]:
@@ -176,15 +175,16 @@ def _log_ratio_and_stderr(p_a, p_b, se_a, se_b):
     return ratio, stderr
 
 
-def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basins, cores, start_cells):
+def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basins, cores, start_cells, progress):
     """Per batch size: stationary basin masses, grid mean first-passage times from each
     start cell into each core (bool masks on ``grid``) and the two-state relaxation time
     (all in SGD steps)."""
     from ..fokker_planck.passage import mean_first_passage_time
 
     masses, relaxation, passage = [], [], []
+    bar = Progress("sgdsde minima [Fokker–Planck]", len(sizes), "noise levels", enabled=progress)
     with jax.enable_x64(True):
-        for size in sizes:
+        for done, size in enumerate(sizes, start=1):
             # the SDE's noise: σ² I with subset sampling's finite-N factor (N−S)/(N−1)
             gen = fp.generator(grid, problem, hyper=Hyper(learning_rate, size),
                                noise=noise.isotropic(spec["sigma2"], finite_n=True), clock="steps")
@@ -196,6 +196,7 @@ def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basi
             # mode of a bistable landscape (≈ 1/λ₁ of the generator, much cheaper than
             # fp.spectral_gap on a 2-D grid)
             relaxation.append(1.0 / sum(1.0 / t for t in times))
+            bar.update(done)
     return np.array(masses), np.array(relaxation), np.array(passage)
 
 
@@ -281,7 +282,7 @@ def minima_selection(
         for k in (b, a)
     ]
     fp_p, relaxation, grid_escape = _fokker_planck(
-        problem, spec, grid, sizes, learning_rate, classify, num_basins, core_masks, start_cells,
+        problem, spec, grid, sizes, learning_rate, classify, num_basins, core_masks, start_cells, progress,
     )  # grid_escape[:, 0]: from B into A's core; [:, 1]: from A into B's core
     timings["fokker_planck"] = time.perf_counter() - t0
 

@@ -22,7 +22,6 @@ Diverged replicas are reported as a fraction, never averaged.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import compare, noise, problems
+from .._progress import Progress
 from ..sde import euler_maruyama
 from ..steppers import sgd
 from .output import check_out_dir, save_outputs
@@ -123,19 +123,16 @@ def sgd_vs_sde(
     }
     began = time.perf_counter()
     total, done = len(sweeps) * len(steppers), 0
+    bar = Progress("sgd_vs_sde", total, "runs", enabled=progress)
     for sweep, kwargs in sweeps.items():
         runs = {}
         for index, (name, stepper) in enumerate(steppers.items()):
-            start = time.perf_counter()
             runs[name] = compare.expectations(
                 jax.random.key(seed + 1 + index), problem, stepper, theta0, observables=observables,
                 window=tuple(spec["window"]), replicas=replicas, **kwargs,
             )
             done += 1
-            if progress:
-                print(f"[{done}/{total}] {sweep}: {LABELS[name]:<24} {runs[name].num_steps:6d} calls × "
-                      f"{len(kwargs['learning_rates'])} η × {replicas} replicas, {time.perf_counter() - start:5.1f} s",
-                      file=sys.stderr, flush=True)
+            bar.update(done)
         results[sweep] = {
             **{k: v for k, v in kwargs.items() if k != "learning_rates"},
             "learning_rates": np.asarray(kwargs["learning_rates"], dtype=float),

@@ -4,7 +4,6 @@ files into a :class:`~sgdsde.sweep.SweepResult` (:func:`load`)."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from typing import Callable, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 from .. import runner
 from .. import sharding as sharding_lib
 from .._checks import typed_key
+from .._progress import Progress, note
 from ..hyper import _FIELDS, Hyper
 from ..problem import Problem
 from ..steppers import Stepper
@@ -79,7 +79,7 @@ def run_sweep(
       runs every chunk at the grid's largest S, masked (one compilation). Same random
       numbers either way; the numbers differ by float rounding only. Default None: the
       setting the sweep in ``out_dir`` was started with, else True.
-    progress: True prints a line per chunk to stderr; a callable receives a
+    progress: True shows a progress line on stderr (:mod:`sgdsde._progress`); a callable receives a
       :class:`SweepProgress` after every chunk; False is silent.
     devices: as in :func:`sgdsde.run` (each chunk is split over the devices). Under
       ``jax.distributed`` every process calls ``run_sweep`` with the same arguments; each
@@ -142,6 +142,9 @@ def run_sweep(
     chunks = _process_chunks(groups, per_chunk, pending, process, processes)
     structure_checked = False
     began = time.perf_counter()
+    bar = Progress("sgdsde.sweep", len(pending), "configurations", enabled=progress is True)
+    if progress is True and finished and chunks:
+        note("sgdsde.sweep", f"{len(finished)} of {len(share)} configurations were finished earlier ({out_dir})")
     for number, (batch_size, chunk) in enumerate(chunks, start=1):
         padded = np.asarray(chunk + [chunk[-1]] * (per_chunk - len(chunk)))
         # a group of one batch size S draws at S: no masked work (S_max of the grid when not grouped)
@@ -190,13 +193,13 @@ def run_sweep(
             if callable(progress):
                 progress(report)
             else:
-                print(_progress_line(report), file=sys.stderr, flush=True)
+                bar.update(done_now)
+    bar.close()
     if progress is True and not chunks:
-        print(f"sgdsde.sweep: all {len(share)} configurations were finished earlier ({out_dir})", file=sys.stderr)
+        note("sgdsde.sweep", f"all {len(share)} configurations were finished earlier ({out_dir})")
     if processes > 1:  # the other processes' shares
-        if progress is True:
-            print(f"sgdsde.sweep: process {process}: waiting for the other {processes - 1} processes",
-                  file=sys.stderr, flush=True)
+        note("sgdsde.sweep", f"process {process}: waiting for the other {processes - 1} processes",
+             enabled=progress is True)
         wait_for_others(out_dir, _read_json(os.path.join(out_dir, _MANIFEST)))
 
     result = load(out_dir)
@@ -207,14 +210,6 @@ def run_sweep(
             stacklevel=2,
         )
     return result
-
-
-def _progress_line(p: SweepProgress) -> str:
-    earlier = f" ({p.resumed} from an earlier run)" if p.resumed else ""
-    return (
-        f"sgdsde.sweep: {p.done}/{p.total} configurations{earlier}, chunk {p.chunk}/{p.chunks}, "
-        f"{p.elapsed:.1f} s elapsed, ~{p.remaining:.1f} s left"
-    )
 
 
 def load(out_dir: str | os.PathLike, *, allow_incomplete: bool = False) -> SweepResult:
