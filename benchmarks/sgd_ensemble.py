@@ -663,22 +663,12 @@ def _doc_block(results, machine, tables, a) -> str:
                      f"new stepper and observer objects each call) compiles "
                      f"{C.fmt_seconds(f['inline_call_compile_s'])} per call; reusing the objects, "
                      f"{C.fmt_seconds(f['warm_call_compile_s'])}.")
-    lines += [
-        "",
-        "Checks (same keys give the same numbers; independent keys give the same law, |z| < 4):",
-        "",
-        C.markdown_table(*tables["checks"]),
-        "",
-        "Scaling of `sgdsde.run` with the number of replicas:",
-        "",
-        C.markdown_table(*tables["scaling"]),
-        "",
-        "Observer cost:",
-        "",
-        C.markdown_table(*tables["observers"]),
-    ]
+    sections = ["\n".join(lines).strip(),
+                "Checks (same keys give the same numbers; independent keys give the same law, |z| < 4):",
+                tables["checks"], "Scaling of `sgdsde.run` with the number of replicas:", tables["scaling"],
+                "Observer cost:", tables["observers"]]
     return C.doc_block(NAME, f"python benchmarks/sgd_ensemble.py {args}", results, machine, lead=lead,
-                       sections=["\n".join(lines)], gpu_note="")
+                       sections=sections, gpu_note="")
 
 
 if __name__ == "__main__":
