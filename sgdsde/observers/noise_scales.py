@@ -223,7 +223,10 @@ def scaling_rule_check(result: Any, name: str = "noise_scales", num_examples: in
         batch = np.broadcast_to(np.asarray(hyper.batch_size, np.float64), grid_shape)
         if recorded:
             batch = np.broadcast_to(batch[..., None], grid_shape + np.shape(record["times"])[-1:])
-    nsr = lambda b_simple, s: np.asarray(noise_to_signal_ratio(np.asarray(b_simple, np.float64), 1.0, s, num_examples))
+    def nsr(b_simple, s):  # on the host in float64, whatever the run's precision
+        with jax.enable_x64(True):
+            return np.asarray(noise_to_signal_ratio(np.asarray(b_simple, np.float64), 1.0, s, num_examples))
+
     mean = nsr(values["mean"]["b_simple"], batch)
     out = {
         "batch_size": batch,
