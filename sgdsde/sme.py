@@ -15,8 +15,9 @@ Step size. Euler–Maruyama with step dt (SGD steps) has weak error O(η·dt) in
 with dt fixed (e.g. dt = 1) the *simulation* is only first order in η however good the
 model is. To see the model's O(η²) accuracy the integration error must be O(η²) too:
 take dt = c·η. On a quadratic mode of curvature λ the integration error is then
-3c/(2λ) times the model's own (deterministic) error, of opposite sign: c ≤ λ/15 keeps it
-under 10 % (λ the smallest curvature the observable depends on). The calls per unit of
+3c/(2λ) times the model's own (deterministic) error and in the same direction (Euler errs
+the way SGD does), so it hides that fraction of the gap to SGD: c ≤ λ/15 keeps it under
+10 % (λ the smallest curvature the observable depends on). The calls per unit of
 SME time, 1/(η·dt), grow like 1/η². (tests/test_sme.py: dt = 1/128 at η = 1/32 … 1/8,
 8 % at the smallest η.) Momentum β enters as η/(1 − β), as in ``euler_maruyama``; the
 second-order correction is derived for plain SGD (β = 0).
