@@ -54,11 +54,12 @@ FOUR_DEVICES = textwrap.dedent(
 
     # a grid computed two configurations at a time (config_block=2) on 1 device ...
     one = sd.run(*args, replicas=4, observers=observers, config_block=2)
-    # ... and as a resumable sweep on 4 devices: chunks of 6 configurations (the last one
-    # padded 4 -> 6), each padded to 8 = 4 devices x 2 (one block each)
+    # ... and as a resumable sweep on 4 devices, masked like the grid run (grouped sweeps on
+    # several devices and processes: tests/test_sweep_distributed.py): chunks of 6
+    # configurations (the last one padded 4 -> 6), each padded to 8 = 4 devices x 2 (one block each)
     layouts.clear()
     swept = sweep.run_sweep(tempfile.mkdtemp(), *args, replicas=4, observers=observers, devices=4,
-                            configs_per_chunk=6, config_block=2, progress=False)
+                            configs_per_chunk=6, config_block=2, progress=False, group_batch_sizes=False)
     exact(one.observations, swept.observations)
     exact((one.diverged, one.divergence_step), (swept.diverged, swept.divergence_step))
     assert set(layouts) == {(4, (8, 4, 3), (2, 4, 3))}, layouts  # 2 configurations per device

@@ -1,7 +1,7 @@
 """Sweeps grouped by batch size (the default): the configurations of each batch size S
 run apart, drawing minibatches of S (no masked work). A configuration keeps the random
 numbers of a run on its own (the first S of a draw at any size are the draw at S,
-docs/theory.md §1), so the grouped sweep equals
+docs/sampling.md), so the grouped sweep equals
 
 - ``sd.run`` over each batch size's configurations at the sweep's ``config_block``: the
   same program, bit for bit;

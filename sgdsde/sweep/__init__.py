@@ -5,22 +5,27 @@ configuration written to disk at once, restartable after an interruption.
                              init_params, num_steps, replicas=8, observers=[...])
     result = sweep.load("runs/grid")          # later, from any process
 
-Chunks. The grid's configurations, flattened in C order (index g = ravel of the grid
-index), are run ``configs_per_chunk`` at a time; each chunk is one call of
-:func:`sgdsde.run` over an array-valued :class:`~sgdsde.Hyper` of that many
-configurations (traced batch size), computed ``config_block`` configurations at a time.
-The last chunk is padded with copies of its last configuration, so every chunk has the
-same shapes and reuses one compiled program.
+Groups and chunks. The grid's configurations, flattened in C order (index g = ravel of
+the grid index), are grouped by batch size (``group_batch_sizes=True``, the default for a
+new sweep): each group draws its minibatches at its own S, with no masked work (one
+compilation per distinct S); ``False`` draws every chunk at the grid's largest S and
+masks (one compilation). Each group is run ``configs_per_chunk`` configurations at a
+time; each chunk is one call of :func:`sgdsde.run` over an array-valued
+:class:`~sgdsde.Hyper` of that many configurations, computed ``config_block``
+configurations at a time. The last chunk of a group is padded with copies of its last
+configuration, so its chunks have the same shapes and reuse one compiled program.
 
 Same numbers as one run. Replica r of every configuration draws from fold_in(key, r)
-(common random numbers; init_params(key) too), and minibatches are drawn at the whole
-grid's largest batch size in every chunk, so a configuration's random numbers depend on
-the key alone — not on its chunk, the other configurations of that chunk, the devices or
-interruptions. Its floating-point rounding is fixed by ``config_block`` (XLA rounds a
-vmapped computation differently at different widths), so the assembled result equals
-``sgdsde.run(..., config_block=result.config_block)`` over the whole grid bit for bit,
-on any devices (``tests/test_sweep.py``), and the default ``sgdsde.run`` (the whole grid
-in one vmap) to float rounding.
+(common random numbers; init_params(key) too), and the first S indices of a minibatch
+drawn at any size are the draw at S (docs/sampling.md), so a configuration's random
+numbers depend on the key alone — not on its group, chunk, the other configurations of
+that chunk, the devices, the processes or interruptions. Its floating-point rounding is
+fixed by ``config_block`` (XLA rounds a vmapped computation differently at different
+widths): a grouped sweep equals ``sgdsde.run(..., config_block=result.config_block)``
+over each batch size's configurations bit for bit, a masked one the same over the whole
+grid, on any devices and processes (``tests/test_sweep.py``,
+``tests/test_sweep_grouped.py``, ``tests/test_sweep_distributed.py``); a grouped sweep
+equals per-configuration runs and the masked sweep to float rounding.
 
 On disk (``out_dir``):
 
@@ -58,10 +63,12 @@ not bytecode); global variables they read are not. ``allow_code_changes=True`` a
 changed function fingerprint (after a refactor that keeps the numbers; your
 responsibility) — never changed data, grid, key, steps or replicas.
 
-One process writes to one ``out_dir`` at a time (there is no lock). Under
+One sweep writes to one ``out_dir`` at a time (there is no lock). Under
 ``jax.distributed`` every process calls :func:`run_sweep` with the same arguments and
-``out_dir`` on a file system they share; only process 0 writes (untested here: one
-process only).
+``out_dir`` on a file system they share: each runs a share of the chunks fixed by the grid
+(chunk c of the whole grid belongs to process c mod P) on its own devices, writes its
+files, waits for the others' and returns the whole result; bit-identical to one process,
+and resumable (docs/sweeps.md, "A sweep over several processes").
 """
 
 from ._results import SweepProgress, SweepResult, SweepWarning
