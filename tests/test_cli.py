@@ -12,12 +12,14 @@ from sgdsde import cli
 
 def test_demo_writes_table_figure_and_json(tmp_path, capsys):
     code = cli.main(["demo", "--out", str(tmp_path), "--learning-rates", "0.1", "--batch-sizes", "8",
-                     "--replicas", "200"])
+                     "--replicas", "200", "--sample-steps", "600", "--quiet"])
     assert code == 0
     assert (tmp_path / "covariance.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "covariance.json").read_text())
     (row,) = results["rows"]
     assert results["clock"] == "SGD steps" and row["learning_rate"] == 0.1 and row["batch_size"] == 8
+    # burn-in: 8 relaxation times 1/(η λ_min) = 8/(0.1 · 0.5) SGD steps
+    assert results["replicas"] == 200 and results["sample_steps"] == 600 and results["burn_in_steps"] == 160
     # the stored exact value is the theory module's, and the ensemble agrees with it
     # within 4 Monte-Carlo standard errors entry by entry (200 independent replicas)
     exact = np.asarray(sd.theory.sgd_stationary_cov(np.asarray(results["hessian"]), np.asarray(results["noise_cov"]),
@@ -26,7 +28,31 @@ def test_demo_writes_table_figure_and_json(tmp_path, capsys):
     assert row["max_z_sgd_vs_exact"] < 4.0
     assert row["rel_gap_sde_vs_exact"] > 0.03  # the SDE misses the O(ηλ) correction at ηλ_max = 0.4
     out = capsys.readouterr().out
-    assert "eta" in out and "covariance.png" in out
+    assert "eta" in out and "covariance.png" in out and "sgdsde.run" not in out  # --quiet: no progress lines
+
+
+def test_demo_defaults_and_progress(monkeypatch, tmp_path, capsys):
+    """The defaults the command line passes (the documented ~15 s run), and progress shown
+    unless --quiet; the computation itself is replaced (checked above)."""
+    from sgdsde.experiments import ou_covariance
+
+    seen = {}
+    monkeypatch.setattr(ou_covariance, "stationary_covariance", lambda **kwargs: seen.update(kwargs) or dict(CANNED))
+    monkeypatch.setattr(ou_covariance, "plot", lambda results: _empty_figure())
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    assert seen == {"learning_rates": [0.025, 0.05, 0.1, 0.2, 0.4], "batch_sizes": [8, 32], "sampling": "subset",
+                    "replicas": 1000, "sample_steps": 1500, "seed": 0, "progress": True}
+    assert cli.main(["demo", "--out", str(tmp_path), "--quiet", "--sample-steps", "50"]) == 0
+    assert seen["progress"] is False and seen["sample_steps"] == 50
+
+
+def _empty_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.figure()
 
 
 def _one_line_error(capsys, prefix: str) -> str:
@@ -78,6 +104,7 @@ def test_abbreviated_options_are_rejected(argv, message, no_work, capsys):
         (["demo", "--batch-sizes", "8", "-3"], "--batch-sizes: must be a positive integer, got -3"),
         (["demo", "--learning-rates", "-0.1"], "--learning-rates: must be a finite number > 0, got -0.1"),
         (["demo", "--sampling", "random"], "sampling: invalid choice"),
+        (["demo", "--sample-steps", "0"], "--sample-steps: must be a positive integer, got 0"),
         # checked by the library (before any work), reported under the option's name
         (["minima", "--noise", "0.5", "1"], "--noise: n_max = 1.0 > η = 0.025 needs a batch size < 1"),
         (["minima", "--landscape", "no-such-landscape"], "--landscape: 'no-such-landscape' is neither"),

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import observers, problems, theory
+from .._checks import check_int
 from ..hyper import Hyper
 from ..runner import run
 from ..steppers import sgd
@@ -49,10 +50,13 @@ def stationary_covariance(
     """Run the SGD ensemble for every (η, S) and compare with theory.
 
     Burn-in is ``relaxation_times`` slowest relaxation times 1/(η_min λ_min) (SGD steps),
-    then ``sample_steps`` steps are averaged. Returns a dict of plain arrays.
+    then ``sample_steps`` SGD steps are averaged. The defaults (10 configurations × 1000
+    replicas × 2140 steps) take about 15 s on 2 CPU cores, compilation included; the
+    standard errors shrink like 1/√(replicas · sample_steps). Returns a dict of plain arrays.
     """
     if not learning_rates or min(learning_rates) <= 0:
         raise ValueError(f"learning_rate: every learning rate must be > 0, got {list(learning_rates)}")
+    sample_steps = check_int(sample_steps, "sample_steps", 1)
     spec = spec or default_problem_spec()
     hessian, noise_cov, n = spec["hessian"], spec["noise_cov"], spec["num_examples"]
     eigenvalues = np.linalg.eigvalsh(hessian)
@@ -120,46 +124,70 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _trace_curves(results: dict, size: int, learning_rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tr Σ/(η/S) of the exact discrete theory and of the SDE on a fine grid of η."""
+    hessian, noise_cov, n = (np.asarray(results[k]) for k in ("hessian", "noise_cov", "num_examples"))
+    factor = (n - size) / (n - 1) if results["sampling"] in ("subset", "epoch") else 1.0
+    exact_trace = jax.vmap(lambda lr: jnp.trace(theory.sgd_stationary_cov(
+        hessian, noise_cov, lr, size, sampling=results["sampling"], num_examples=int(n))))  # one compile for all η
+    exact = np.asarray(exact_trace(jnp.asarray(learning_rates))) / (learning_rates / size)
+    sde = np.trace(np.asarray(theory.ou_stationary_cov(hessian, factor * noise_cov, 1.0, size))) * size
+    return exact, np.full(len(learning_rates), sde)
+
+
 def plot(results: dict):
-    """Left: tr Σ/(η/S) against η λ_max (SGD ensemble, exact discrete, SDE).
-    Right: every covariance entry, SGD against the two predictions."""
+    """Left: tr Σ/(η/S) against η λ_max: the SGD ensemble (±2 standard errors), the exact
+    discrete theory and the SDE (continuous Lyapunov; flat: its Σ is proportional to η/S).
+    Right: every entry of SGD's Σ minus the exact discrete Σ, in Monte-Carlo standard errors."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.6))
     rows = results["rows"]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for c, size in enumerate(sorted({r["batch_size"] for r in rows})):
+    iu = np.triu_indices(3)
+    lam_max = float(np.max(results["hessian_eigenvalues"])) if rows else 1.0
+    sizes = sorted({r["batch_size"] for r in rows})
+    for c, size in enumerate(sizes):
         sub = [r for r in rows if r["batch_size"] == size]
+        col = colours[c % len(colours)]
         x = np.array([r["lr_times_lambda_max"] for r in sub])
         n = np.array([r["noise_scale"] for r in sub])
         sgd_tr = np.array([np.trace(r["cov_sgd"]) for r in sub]) / n
         se = np.array([np.sqrt(np.sum(np.diag(r["cov_sgd_stderr"]) ** 2)) for r in sub]) / n
-        exact = np.array([np.trace(r["cov_exact_discrete"]) for r in sub]) / n
-        sde = np.array([np.trace(r["cov_sde"]) for r in sub]) / n
-        col = colours[c % len(colours)]
-        left.errorbar(x, sgd_tr, yerr=2 * se, fmt="o", color=col, label=f"SGD ensemble, S={size} (±2 se)")
-        left.plot(x, exact, "-", color=col, label=f"exact discrete, S={size}")
-        left.plot(x, sde, "--", color=col, alpha=0.7, label=f"SDE (Lyapunov), S={size}")
-    left.set_xlabel("η · λ_max(A)")
+        fine = np.geomspace(x.min() / 1.3, min(x.max() * 1.15, 1.95), 60) / lam_max
+        exact, sde = _trace_curves(results, size, fine)
+        left.plot(fine * lam_max, exact, "-", color=col, label=f"exact discrete SGD, S={size}")
+        left.plot(fine * lam_max, sde, "--", color=col, alpha=0.7, label=f"SDE (continuous Lyapunov), S={size}")
+        left.errorbar(x, sgd_tr, yerr=2 * se, fmt="o", ms=5, color=col, capsize=3,
+                      label=f"SGD ensemble, S={size} (±2 se)")
+        for k, r in enumerate(sub):
+            z = (np.asarray(r["cov_sgd"]) - np.asarray(r["cov_exact_discrete"]))[iu] / np.asarray(r["cov_sgd_stderr"])[iu]
+            offsets = (np.arange(len(z)) - (len(z) - 1) / 2) * 0.012 + (c - (len(sizes) - 1) / 2) * 0.09
+            right.plot(x[k] * 10 ** offsets, z, "o", ms=4, color=col, label=f"S={size}" if k == 0 else None)
+    left.set_xscale("log")
+    left.set_xlabel("η · λ_max(A)   (log scale)")
     left.set_ylabel("tr Σ / (η/S)")
-    left.set_title(f"Stationary covariance, {results['sampling']} sampling")
+    left.set_title("Stationary covariance: SGD, its exact theory, the SDE")
     left.legend(fontsize=7)
-    iu = np.triu_indices(3)
-    for r in rows:
-        scale = r["noise_scale"]
-        right.plot(r["cov_exact_discrete"][iu] / scale, r["cov_sgd"][iu] / scale, "o", ms=4, color=colours[0])
-        right.plot(r["cov_sde"][iu] / scale, r["cov_sgd"][iu] / scale, "x", ms=4, color=colours[1])
-    lim = [min(right.get_xlim()[0], right.get_ylim()[0]), max(right.get_xlim()[1], right.get_ylim()[1])]
-    right.plot(lim, lim, "k-", lw=0.8)
-    right.plot([], [], "o", color=colours[0], label="vs exact discrete")
-    right.plot([], [], "x", color=colours[1], label="vs SDE")
-    right.set_xlabel("predicted Σ_ij / (η/S)")
-    right.set_ylabel("SGD ensemble Σ_ij / (η/S)")
-    right.set_title("All entries, all (η, S)")
+    largest = max([abs(v) for line in right.get_lines() for v in line.get_ydata()], default=0.0)
+    right.set_ylim(-max(4.0, 1.35 * largest), max(4.0, 1.35 * largest))  # symmetric, room for the note
+    right.axhspan(-2, 2, color="0.9", zorder=0, label="±2 standard errors")
+    right.axhline(0.0, color="k", lw=0.8)
+    right.set_xscale("log")
+    right.set_xlabel("η · λ_max(A)   (log scale; the 6 entries of each Σ side by side)")
+    right.set_ylabel("(Σ_SGD − Σ_exact)_ij / standard error")
+    right.set_title("SGD against the exact discrete theory, entry by entry")
+    right.text(0.02, 0.98, "errors are correlated: the 6 entries share their replicas,\n"
+               "and every (η, S) uses the same random numbers", transform=right.transAxes, va="top", fontsize=7.5)
     right.legend(fontsize=8)
+    if rows:
+        eig = ", ".join(f"{v:g}" for v in np.round(results["hessian_eigenvalues"], 3))
+        fig.suptitle(f"SGD ({results['sampling']} sampling) on a 3-D quadratic, Hessian eigenvalues {eig}, "
+                     f"N = {results['num_examples']}: {results['replicas']} replicas, {results['burn_in_steps']} "
+                     f"burn-in + {results['sample_steps']} averaged SGD steps", fontsize=10)
     fig.tight_layout()
     return fig
 
