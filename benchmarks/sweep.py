@@ -26,6 +26,13 @@ float32, no weight decay, one replica per configuration.
   (masked at S_max like sgdsde, ``lax.scan`` + ``vmap`` over the grid, jitted): it
   separates what the one-program approach gains from what sgdsde adds or costs.
 
+- ``sd.sweep.run_sweep`` (grouped by batch size: one program per S, no masked work, every
+  configuration written to disk) and ``one jitted lax.scan per configuration`` (the optax
+  step scanned over T steps, jitted once per S, called for each of the 400 configurations).
+  Useful GFLOP/s (6 FLOPs per parameter per example: forward + backward, S examples a step,
+  summed over the grid) are printed for each, beside the machine's measured float32 matmul
+  rate (a jitted 1024² ``jnp.dot`` in the same run).
+
 The sequential loop's cost does not depend on η, only on S: by default all 400 runs are
 timed; with ``--etas k`` (default with --quick: 2) only k learning rates × all batch sizes
 are, and the time of the full grid is extrapolated (× number of learning rates / k) —
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +65,7 @@ import optax  # noqa: E402
 import _common as C  # noqa: E402
 import sgdsde as sd  # noqa: E402
 import sgdsde.nn as snn  # noqa: E402
+from sgdsde import sweep  # noqa: E402
 from sgdsde.nn import data  # noqa: E402
 
 NAME = "sweep"
@@ -117,6 +126,45 @@ def make_vmapped_optax(model, x, y, max_batch_size: int, num_steps: int):
         return jax.lax.scan(body, (params, opt_state), jnp.arange(num_steps))[0][0]
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """The machine's measured float32 matmul rate: 2n³ FLOPs per jitted jnp.dot of two n × n
+    matrices, best of ``repeats`` warm calls (the ceiling to read the GFLOP/s below against)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    C.block(dot(a, a))
+    best = min(_seconds(lambda: C.block(dot(a, a))) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def make_scan_run(model, x, y, batch_size: int, num_steps: int):
+    """One configuration as one jitted ``lax.scan`` of the optax step (static S: one compile
+    per batch size; η in the optimiser state): the plain-JAX way to run one configuration."""
+    tx, _ = make_optax_step(model, x, y, batch_size)
+    n = x.shape[0]
+
+    @jax.jit
+    def scan_run(params, learning_rate, replica_key):
+        opt_state = tx.init(params)
+        opt_state.hyperparams["learning_rate"] = learning_rate
+
+        def body(carry, k):
+            params, opt_state = carry
+            idx = jax.random.randint(jax.random.fold_in(replica_key, k), (batch_size,), 0, n)
+            loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x[idx]), y[idx]).mean()
+            updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(body, (params, opt_state), jnp.arange(num_steps))[0][0]
+
+    return scan_run
 
 
 def optax_run(tx, train_step, init_params, replica_key, learning_rate: float, num_steps: int):
@@ -186,6 +234,26 @@ def main(argv=None) -> dict:
     C.log(f"sgdsde.run per batch size ({len(sizes)} programs): compile {by_size.compile_seconds:.1f} s, "
           f"execute {by_size.best:.2f} s")
 
+    # ---- the grouped resumable sweep (sd.sweep.run_sweep: one program per batch size, no
+    # masked work, each configuration written to disk), and one jitted lax.scan per configuration
+    endpoint = [sd.observers.endpoint()]
+    grouped = C.time_call(lambda: sweep.run_sweep(tempfile.mkdtemp(), run_key, stepper, problem, hyper, init, steps,
+                                                   observers=endpoint, progress=False)["endpoint"],
+                          warmup=1, repeats=1)
+    C.log(f"sd.sweep.run_sweep (grouped by batch size): compile {grouped.compile_seconds:.1f} s, execute {grouped.best:.2f} s")
+    scans = {int(s): make_scan_run(model, x, y, int(s), steps) for s in sizes}
+
+    def scan_runs():
+        return [scans[int(s)](init_params, jnp.float32(eta), replica_key) for eta in etas for s in sizes]
+
+    per_config_scan = C.time_call(scan_runs, warmup=1, repeats=1)
+    C.log(f"{configs} jitted lax.scans: compile {per_config_scan.compile_seconds:.1f} s, execute {per_config_scan.best:.2f} s")
+    rate = matmul_gflops()
+    # useful work: forward + backward of an MLP ≈ 6 FLOPs per parameter per example, S examples a step
+    useful = 6 * problem.info["num_parameters"] * steps * len(etas) * float(sizes.sum())
+    gflops = {"matmul_peak_measured": rate}
+    C.log(f"machine: jnp.dot {rate:.1f} GFLOP/s (float32, 1024²)")
+
     # ---- the sequential Flax + optax loop
     n_etas = a.etas if a.etas is not None else (2 if a.quick else len(etas))
     timed_etas = sorted(set(np.linspace(0, len(etas) - 1, min(max(n_etas, 1), len(etas))).round().astype(int)))
@@ -232,6 +300,20 @@ def main(argv=None) -> dict:
          configs, steps, C.fmt_seconds(seq_total), "", C.fmt_seconds(seq_compile),
          f"{configs * steps / seq_total:.3g}", f"{ratio:.2f}"],
     ]
+    for name, t in (("sgdsde.run (masked one program)", timing), ("sgdsde.run per batch size", by_size),
+                    ("sd.sweep.run_sweep grouped", grouped), (f"{configs} jitted lax.scans", per_config_scan),
+                    (f"Flax + optax loop x {configs}", None)):
+        seconds = seq_total if t is None else t.best
+        gflops[name] = useful / seconds / 1e9
+        print(f"useful GFLOP/s, {name}: {gflops[name]:.2f} ({100 * gflops[name] / rate:.1f}% of the measured matmul rate)")
+    rows += [
+        ["sd.sweep.run_sweep, grouped by batch size (unmasked, files written)", configs, steps,
+         C.fmt_seconds(grouped.best), "", C.fmt_seconds(grouped.compile_seconds),
+         f"{configs * steps / grouped.best:.3g}", f"{grouped.best / timing.best:.2f}"],
+        [f"one jitted lax.scan per configuration × {configs}", configs, steps,
+         C.fmt_seconds(per_config_scan.best), "", C.fmt_seconds(per_config_scan.compile_seconds),
+         f"{configs * steps / per_config_scan.best:.3g}", f"{per_config_scan.best / timing.best:.2f}"],
+    ]
     header = ["implementation", "configs", "steps", "time (best)", "(median)", "compile", "config-steps/s", "time / sgdsde"]
     C.print_table(header, rows, title=f"(η, S) sweep, MLP{HIDDEN} on digits, sgd(iid)")
     print(f"ratio (sequential / one program): {ratio:.2f} (target ≥ 10); sequential / sgdsde per batch size: {ratio_by_size:.2f}; same trajectories: {ok} {checks}")
@@ -249,6 +331,11 @@ def main(argv=None) -> dict:
                        "seconds_per_config_by_S": {k: float(np.mean(v)) for k, v in per_size.items()},
                        "seconds_per_step_by_S": {k: float(np.mean(v)) / steps for k, v in per_size.items()}},
         "ratio_sequential_over_sgdsde": ratio,
+        "sweep_grouped": grouped.as_dict(work=configs * steps),
+        "jitted_scan_per_config": per_config_scan.as_dict(work=configs * steps),
+        "ratio_sequential_over_sweep_grouped": seq_total / grouped.best,
+        "ratio_scans_over_sweep_grouped": per_config_scan.best / grouped.best,
+        "useful_gflops": gflops,
         "target": 10.0,
         "checks": {"same_trajectories": ok, "configs": checks},
         "total_seconds": time.perf_counter() - began,
