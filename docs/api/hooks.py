@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pathlib
 import types
 
 from mkdocs.structure.files import File
 
 NAV_TITLE = "API reference"
 OVERVIEW = "api/index.md"
+TOPICS = "Topics"
 
 
 def public_modules() -> list[types.ModuleType]:
@@ -70,13 +72,26 @@ def page_markdown(module: types.ModuleType) -> str:
     return text
 
 
+def nav_paths(entry) -> set[str]:
+    """Every page path named in a nav entry (a path, a {title: entry} or a list)."""
+    if isinstance(entry, str):
+        return {entry}
+    items = entry.values() if isinstance(entry, dict) else entry
+    return set().union(*(nav_paths(item) for item in items))
+
+
 def on_config(config, **kwargs):
     """Replace the nav's ``API reference: api/index.md`` entry by a section: the overview,
-    then one page per public module."""
+    then one page per public module. A page in the docs folder (not a subfolder) that the
+    nav does not name is appended to its Topics section, titled by its first heading."""
     pages = [{"Overview": OVERVIEW}, *({m.__name__: page_uri(m)} for m in public_modules())]
+    named = nav_paths(config.nav or [])
     for index, entry in enumerate(config.nav or []):
         if isinstance(entry, dict) and entry.get(NAV_TITLE) == OVERVIEW:
             config.nav[index] = {NAV_TITLE: pages}
+        elif isinstance(entry, dict) and isinstance(entry.get(TOPICS), list):
+            docs = pathlib.Path(config.docs_dir)
+            entry[TOPICS] += sorted(p.name for p in docs.glob("*.md") if p.name not in named)
     return config
 
 
