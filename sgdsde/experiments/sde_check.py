@@ -12,9 +12,9 @@ folder), trained from one initialisation by
   (``euler_maruyama(noise.empirical(finite_n=True), dt)``: a full gradient and one exact
   draw ξ ~ N(0, C(θ)) per call, docs/theory.md §1), with fewer replicas (it is the costly one).
 
-Every replica starts from the same parameters; replicas differ only in their keys, so
-the error bars are the Monte-Carlo spread of the noise. Curves are on the **SGD-step
-clock** (an SVAG run at SGD step k has made ℓ·k calls). The weak error of SVAG(ℓ) is
+Replicas share one initialisation and differ in their keys: the error bars are the
+Monte-Carlo spread of the noise. Curves are on the **SGD-step clock** (SVAG at SGD step k
+has made ℓ·k calls). The weak error of SVAG(ℓ) is
 measured against the largest ℓ: Δ(ℓ) = E_ℓ[φ] − E_ℓmax[φ] ≈ c (1/ℓ − 1/ℓmax) + O(1/ℓ²),
 so its order p is fitted as |Δ| ∝ (1/ℓ − 1/ℓmax)^p (generalised least squares,
 :func:`sgdsde.compare.fit_order`; p = 1 expected). Noise scales along SGD's trajectory
@@ -24,8 +24,7 @@ B_crit ≈ B_noise = tr(HC)/(gᵀHg).
 :func:`scaling_rule` is the linear scaling rule check: SGD at (κη, κS) for κ = 1, 2, …, 64
 against SVAG at the base (η, S) on the same SME time, with the noise-to-signal prediction
 κ* ≈ f·tr C/(S‖g‖²) (``observers.scaling_rule_check``) measured along the base run.
-
-The table and figures are in :mod:`~sgdsde.experiments.sde_check_report`.
+The table and figures: :mod:`~sgdsde.experiments.sde_check_report`.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ from ..sde import euler_maruyama
 from ..steppers import sgd
 from ..svag import svag
 from .output import check_out_dir, save_outputs
-from .sde_check_report import format_scaling_table, format_table, plot, plot_scaling
+from .sde_check_report import _scalar, format_scaling_table, format_table, plot, plot_scaling
 
 __all__ = ["default_spec", "scaling_rule_spec", "load_data", "sde_check", "scaling_rule", "weak_error_in_ell", "format_table", "plot",
            "format_scaling_table", "plot_scaling", "main"]
@@ -173,14 +172,6 @@ def _ensemble(key, stepper, problem, hyper, params, test, steps: int, every: int
     return out
 
 
-def _scalar(run_: dict, name: str) -> tuple[float, float, int]:
-    values = run_["samples"][name]
-    kept = values[np.isfinite(values)]
-    mean = float(kept.mean()) if kept.size else float("nan")
-    stderr = float(kept.std(ddof=1) / np.sqrt(kept.size)) if kept.size > 1 else float("nan")
-    return mean, stderr, int(kept.size)
-
-
 def weak_error_in_ell(runs: dict, ells: Sequence[int], min_z: float = 3.0) -> dict:
     """Δ(ℓ) = E_ℓ[φ] − E_ℓmax[φ] for every ℓ < ℓmax (ℓ = 1: SGD) and each observable, its
     standard error and z, and the GLS fit |Δ| ∝ (1/ℓ − 1/ℓmax)^p over the resolved points
@@ -191,10 +182,10 @@ def weak_error_in_ell(runs: dict, ells: Sequence[int], min_z: float = 3.0) -> di
     x = np.array([1.0 / e - 1.0 / reference for e in others])
     out = {"ells": others, "reference_ell": reference, "x": x, "min_z": min_z}
     for name in OBSERVABLES:
-        ref_mean, ref_se, _ = _scalar(runs[f"svag{reference}"], name)
+        ref_mean, ref_se = _scalar(runs[f"svag{reference}"], name)
         stats = [_scalar(runs["sgd" if e == 1 else f"svag{e}"], name) for e in others]
-        value = np.array([m - ref_mean for m, _, _ in stats])
-        var = np.array([s**2 for _, s, _ in stats])
+        value = np.array([m - ref_mean for m, _ in stats])
+        var = np.array([s**2 for _, s in stats])
         stderr = np.sqrt(var + ref_se**2)
         z = value / stderr
         resolved = np.isfinite(z) & (np.abs(z) >= min_z)
@@ -236,22 +227,23 @@ def _noise_scales(key, problem, hyper, params, steps, spec, progress, sampling: 
 
 
 def _check_spec(spec: dict, replicas: int) -> dict:
-    for name in ("steps", "every", "batch_size", "sde_replicas", "noise_every", "noise_replicas",
-                 "noise_examples"):
+    noise = spec["noise_every"] is not None
+    for name in ("steps", "every", "batch_size", "sde_replicas") + (
+            ("noise_every", "noise_replicas", "noise_examples") if noise else ()):
         check_int(spec[name], name, 1)
     check_int(replicas, "replicas", 2)
     if not np.isfinite(spec["learning_rate"]) or spec["learning_rate"] <= 0:
         raise ValueError(f"learning_rate: must be a finite number > 0, got {spec['learning_rate']!r}")
-    if spec["steps"] % spec["every"] or spec["steps"] % spec["noise_every"]:
-        raise ValueError(f"steps: must be a multiple of every ({spec['every']}) and noise_every "
-                         f"({spec['noise_every']}), got {spec['steps']}")
+    if spec["steps"] % spec["every"] or (noise and spec["steps"] % spec["noise_every"]):
+        raise ValueError(f"steps: must be a multiple of every ({spec['every']})"
+                         + (f" and noise_every ({spec['noise_every']})" if noise else "") + f", got {spec['steps']}")
     ells = [check_int(e, "ells", 2) for e in spec["ells"]]
     if not ells or ells != sorted(set(ells)):
         raise ValueError(f"ells: need distinct increasing integers ≥ 2, got {spec['ells']!r}")
     dt = spec["sde_dt"]
     if dt is not None and not (0 < dt <= 1 and abs(1 / dt - round(1 / dt)) < 1e-9):
         raise ValueError(f"sde_dt: must be 1/m for an integer m ≥ 1 (or None: no SDE run), got {dt!r}")
-    if spec["noise_replicas"] > replicas:
+    if noise and spec["noise_replicas"] > replicas:
         raise ValueError(f"noise_replicas: at most replicas = {replicas}, got {spec['noise_replicas']}")
     return {**spec, "ells": ells}
 
@@ -272,13 +264,13 @@ def sde_check(
     data: a folder of MNIST / Fashion-MNIST / CIFAR files (``data_format`` or detected),
       default the built-in digits. replicas: SGD and SVAG replicas (independent keys,
       one initialisation). steps: SGD steps (default ``spec["steps"]``). quick: a tiny
-      run (the test suite). spec: overrides of :func:`default_spec`.
+      run (the test suite). spec: overrides of :func:`default_spec` (or of its quick
+      version); ``sde_dt=None`` or ``noise_every=None`` leave out the SDE or the noise scales.
     Keys from ``seed``: data split key(seed); initialisation fold_in(key(seed), 1); SGD
     and SVAG(1) fold_in(base, 1), SVAG(ℓ) fold_in(base, ℓ), the SDE fold_in(base, 0),
     base = fold_in(key(seed), 2).
     """
-    spec = dict(default_spec(), **(spec or {}))
-    spec = _quick(spec) if quick else spec
+    spec = dict(_quick(default_spec()) if quick else default_spec(), **(spec or {}))
     if steps is not None:
         spec["steps"] = steps
     spec = _check_spec(spec, replicas)
@@ -307,7 +299,8 @@ def sde_check(
     svag1_equals_sgd = all(
         np.array_equal(runs["sgd"]["samples"][n], runs["svag1"]["samples"][n], equal_nan=True) for n in OBSERVABLES
     ) and all(np.array_equal(runs["sgd"]["curves"][m]["mean"], runs["svag1"]["curves"][m]["mean"]) for m in METRICS)
-    noise_scales = _noise_scales(jax.random.fold_in(base, 1), problem, hyper, params, spec["steps"], spec, progress)
+    noise_scales = None if spec["noise_every"] is None else _noise_scales(
+        jax.random.fold_in(base, 1), problem, hyper, params, spec["steps"], spec, progress)
     ells = [1] + spec["ells"]
     return {
         "description": "SGD vs SVAG(ℓ) vs the SDE (Euler–Maruyama, empirical gradient covariance) on an MLP",
@@ -368,7 +361,7 @@ def _final(key, stepper, problem, hyper, params, test, calls, replicas) -> dict:
         values = np.asarray(result[f"{split}_metrics"]["values"][metric], np.float64)[-1]
         values = np.where(keep, values, np.nan)
         out[name] = values
-        out[name + "_mean"], out[name + "_stderr"], _ = _scalar({"samples": {name: values}}, name)
+        out[name + "_mean"], out[name + "_stderr"] = _scalar({"samples": {name: values}}, name)
     return out
 
 
@@ -391,8 +384,7 @@ def scaling_rule(
     whose final train-loss gap is resolved (|z| ≥ min_z) or that diverged, and κ*.
     Keys: every κ and the noise-scale run fold_in(base, 1) (common random numbers across
     κ), the reference fold_in(base, 0), base = fold_in(key(seed), 2)."""
-    spec = dict(scaling_rule_spec(), **(spec or {}))
-    spec = _scaling_quick(spec) if quick else spec
+    spec = dict(_scaling_quick(scaling_rule_spec()) if quick else scaling_rule_spec(), **(spec or {}))
     check_int(replicas, "replicas", 2)
     kappas = [check_int(k, "kappas", 1) for k in spec["kappas"]]
     steps = check_int(spec["steps"], "steps", 1)
@@ -451,8 +443,8 @@ def scaling_rule(
     }
 
 
-def main(out: str | Path = "sgdsde-output/sde_check", **kwargs) -> dict:
-    """Check ``out`` (before any work), run :func:`sde_check`, write ``sde_check.json``,
-    print the table, write ``sde_check.png``."""
-    out = check_out_dir(out, files=("sde_check.json", "sde_check.png"))
-    return save_outputs(sde_check(**kwargs), out, "sde_check", plot, format_table)
+def main(out: str | Path = "sgdsde-output/sde_check", stem: str = "sde_check", **kwargs) -> dict:
+    """Check ``out`` (before any work), run :func:`sde_check`, write ``<stem>.json``,
+    print the table, write ``<stem>.png``."""
+    out = check_out_dir(out, files=(f"{stem}.json", f"{stem}.png"))
+    return save_outputs(sde_check(**kwargs), out, stem, plot, format_table)

@@ -58,13 +58,13 @@ def format_table(results: dict) -> str:
         f"{results['replicas']} replicas (SDE {spec['sde_replicas']}) from one init; ± 1 se",
         "",
     ]
-    head = f"{'stepper':<18}{'calls/step':>10}" + "".join(f"{LABELS[n]:>17}" for n in LABELS) + f"{'div':>5}"
+    head = f"{'stepper':<18}{'calls/step':>10} " + "".join(f"{LABELS[n]:>17}" for n in LABELS) + f"{'div':>4}"
     lines += [head, "-" * len(head)]
     for key, run in runs.items():
         if key == "svag1":
             continue
         cells = "".join(f"{_pm(*_scalar(run, n)):>17}" for n in LABELS)
-        lines.append(f"{_run_label(key, results):<18}{run['calls_per_sgd_step']:>10}{cells}{run['diverged']:>5}")
+        lines.append(f"{_run_label(key, results):<18}{run['calls_per_sgd_step']:>10} {cells}{run['diverged']:>4}")
     lines.append(f"SVAG(1) with SGD's keys equals SGD bit for bit: {'yes' if results['svag1_equals_sgd'] else 'NO'}")
     weak = results["weak_error"]
     ref = weak["reference_ell"]
@@ -76,6 +76,8 @@ def format_table(results: dict) -> str:
         cells = "".join(f"{f'{_num(v):+.4f} ({_num(z):.1f})':>17}" for v, z in zip(gap["value"], gap["z"]))
         lines.append(f"{LABELS[name]:<17}{cells}  {_order_text(gap['order'])}")
     noise = results["noise_scales"]
+    if noise is None:
+        return "\n".join(lines + [f"\nruntime {results['runtime_s']:.0f} s"])
     lines += ["", f"Noise scales along SGD ({noise['replicas']} replicas, {noise['method']}); NSR = f·B_simple/S",
               f"{'SGD step':>8}{'B_simple':>20}{'B_crit ≈ B_noise':>20}{'NSR':>16}"]
     for i, t in enumerate(noise["times"]):
@@ -182,15 +184,24 @@ def plot(results: dict):
 
     ax = axes[1, 2]
     noise = results["noise_scales"]
+    if noise is None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "noise scales not measured (noise_every = None)", ha="center", transform=ax.transAxes)
+        noise = {"times": [], "b_simple": [], "b_simple_stderr": [], "b_noise": [], "b_noise_stderr": [],
+                 "replicas": 0}
     t = nums(noise["times"])
-    for name, colour, label in (("b_simple", "#1f77b4", "B_simple = tr C / ‖g‖²"),
-                                ("b_noise", "#ff7f0e", "B_crit ≈ B_noise = tr(HC) / gᵀHg")):
-        _band(ax, t, nums(noise[name]), nums(noise[name + "_stderr"]), colour, label)
+    for name, colour, label, shift in (("b_simple", "#1f77b4", "B_simple = tr C / ‖g‖²", -0.006),
+                                       ("b_noise", "#ff7f0e", "B_crit ≈ B_noise = tr(HC) / gᵀHg", 0.006)):
+        mean, stderr = nums(noise[name]), nums(noise[name + "_stderr"])
+        lower = np.minimum(2 * stderr, 0.95 * mean)  # a log axis: bars clipped above zero
+        span = (t.max() - t.min()) if t.size else 0.0
+        ax.errorbar(t + shift * span, mean, yerr=[lower, 2 * stderr], fmt="o-", color=colour, capsize=3, ms=4,
+                    label=label)
     ax.axhline(spec["batch_size"], color="k", ls=":", lw=1, label=f"batch size S = {spec['batch_size']}")
     ax.set_yscale("log")
     ax.set_xlabel("SGD steps")
     ax.set_ylabel("noise scale (examples)")
-    ax.set_title(f"(f) noise scales along SGD ({noise['replicas']} replicas), ± 2 se")
+    ax.set_title(f"(f) noise scales along SGD ({noise['replicas']} replicas), ± 2 se (clipped at 0)")
     ax.legend(fontsize=7.5)
     data = results["data"]
     fig.suptitle(f"SGD vs SVAG(ℓ) vs its SDE: {results['model']['name']} on {data['name']} "
@@ -207,8 +218,8 @@ def format_scaling_table(results: dict) -> str:
     spec, ref = results["spec"], results["reference"]
     lines = [f"Linear scaling rule: SGD (iid) at (κη, κS), η = {spec['learning_rate']:g}, S = {spec['batch_size']}, "
              f"{results['clock']}", f"reference {ref['stepper']} at (η, S); {results['replicas']} replicas; ± 1 se", ""]
-    head = (f"{'κ':>3}{'κη':>7}{'κS':>6}{'steps':>6}{'train loss':>17}{'gap (z)':>14}{'test acc':>17}"
-            f"{'gap (z)':>14}{'div':>5}")
+    head = (f"{'κ':>3}{'κη':>7}{'κS':>6}{'steps':>6}{'train loss':>17}{'gap (z)':>16}{'test acc':>17}"
+            f"{'gap (z)':>16}{'div':>5}")
     lines += [head, "-" * len(head)]
     def gap(e, name):
         return f"{_num(e[name + '_gap']):+.4f} ({_num(e[name + '_gap_z']):.1f})"
@@ -216,10 +227,10 @@ def format_scaling_table(results: dict) -> str:
     for e in results["runs"]:
         lines.append(
             f"{e['kappa']:>3}{e['learning_rate']:>7.3g}{e['batch_size']:>6}{e['steps']:>6}"
-            f"{_pm(e['train_loss_mean'], e['train_loss_stderr']):>17}{gap(e, 'train_loss'):>14}"
-            f"{_pm(e['test_accuracy_mean'], e['test_accuracy_stderr']):>17}{gap(e, 'test_accuracy'):>14}"
+            f"{_pm(e['train_loss_mean'], e['train_loss_stderr']):>17}{gap(e, 'train_loss'):>16}"
+            f"{_pm(e['test_accuracy_mean'], e['test_accuracy_stderr']):>17}{gap(e, 'test_accuracy'):>16}"
             f"{e['diverged']:>5}")
-    lines.append(f"{'ref':>3}{'':>19}{_pm(ref['train_loss_mean'], ref['train_loss_stderr']):>17}{'':>14}"
+    lines.append(f"{'ref':>3}{'':>19}{_pm(ref['train_loss_mean'], ref['train_loss_stderr']):>17}{'':>16}"
                  f"{_pm(ref['test_accuracy_mean'], ref['test_accuracy_stderr']):>17}")
     parted = results["first_parting_kappa"]
     lines += ["", f"predicted breaking κ* = smallest NSR = tr C/(S‖g‖²) along the base run: "
@@ -270,13 +281,13 @@ def plot_scaling(results: dict):
     noise = results["noise_scales"]
     t = np.asarray([_num(v) for v in noise["times"]])
     nsr, se = (np.asarray([_num(v) for v in noise[k]]) for k in ("nsr", "nsr_stderr"))
-    ax.errorbar(t, nsr, yerr=2 * se, fmt="o-", color="#1f77b4", capsize=3, ms=4, label="NSR = tr C/(S‖g‖²), base run")
+    ax.errorbar(t, nsr, yerr=[np.minimum(2 * se, 0.95 * nsr), 2 * se], fmt="o-", color="#1f77b4", capsize=3, ms=4, label="NSR = tr C/(S‖g‖²), base run")
     if np.isfinite(star):
         ax.axhline(star, color="k", ls=":", lw=1.2, label=f"κ* = {star:.2f} (its minimum)")
     ax.set_yscale("log")
     ax.set_xlabel("SGD steps of the base run (η, S)")
     ax.set_ylabel("noise-to-signal ratio")
-    ax.set_title(f"(c) NSR along the base run ({noise['replicas']} replicas) ± 2 se")
+    ax.set_title(f"(c) NSR along the base run ({noise['replicas']} replicas) ± 2 se (clipped at 0)")
     ax.legend(fontsize=7.5)
     fig.suptitle(f"Linear scaling rule on the MLP ({results['data']['name']}): {results['clock']}", fontsize=11)
     fig.tight_layout()
