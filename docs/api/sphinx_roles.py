@@ -4,7 +4,10 @@ The docstrings use reStructuredText roles (``:func:`find_minima```,
 ``:class:`~sgdsde.Hyper```); Markdown would print the role name. Each role becomes the
 inline code of its target (``~`` keeps the last dotted part, as in Sphinx) and
 double-backtick literals become single-backtick code. Outside code, ``x[i](k)`` (an
-indexed call) is not a Markdown link: its ``(`` is escaped. Loaded by mkdocs.yml
+indexed call) is not a Markdown link and a lone ``*`` (θ*) is not emphasis: both are
+escaped. The docstrings are free-form
+text (``docstring_style: null``); their argument lines, ``name: description`` at the
+margin with indented continuations, become a Markdown list. Loaded by mkdocs.yml
 (``extensions``); the docstrings in the source are left as they are.
 """
 
@@ -18,10 +21,37 @@ ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj|const|ref)
 LITERAL = re.compile(r"``([^`]+)``")
 NOT_A_LINK = re.compile(r"\]\((?!https?://|[\w./-]+\.md\b)")
 CODE_SPAN = re.compile(r"(`[^`]*`)")
+LONE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
+
+
+FIELD = re.compile(r"^([A-Za-z_][\w.]*(?:, ?[A-Za-z_][\w.]*)*(?: \([^()]*\))?): +(?=\S)")
+
+
+def markdown_fields(lines: list[str]) -> list[str]:
+    """Field lines at the margin (``name: text``, ``a, b: text``, ``sigma (d, d): text``,
+    continued by indented lines) as a Markdown list, ``- `name`: text``, set off from
+    the paragraphs around it by blank lines."""
+    out: list[str] = []
+    in_list = False
+    for line in lines:
+        field = FIELD.match(line)
+        if field:
+            if out and out[-1].strip() and not in_list:
+                out.append("")
+            out.append(f"- `{field.group(1)}`: {line[field.end():]}")
+            in_list = True
+        elif in_list and line and not line[0].isspace():  # back at the margin: the list ends
+            out += ["", line]
+            in_list = False
+        else:
+            in_list = in_list and bool(line.strip())
+            out.append(line)
+    return out
 
 
 def markdown_code(text: str) -> str:
-    """``text`` with every Sphinx role and ``literal`` written as Markdown inline code."""
+    """``text`` with every Sphinx role and ``literal`` written as Markdown inline code, and
+    its field lines as a list."""
 
     def role(match: re.Match) -> str:
         short, target = match.group(1), match.group(2).strip()
@@ -29,13 +59,19 @@ def markdown_code(text: str) -> str:
         return f"`{shown}`"
 
     lines = LITERAL.sub(r"`\1`", ROLE.sub(role, text)).split("\n")
-    return "\n".join(line if line.startswith("    ") else escape_indexed_calls(line) for line in lines)
+    lines = [line if line.startswith("    ") else escape_math(line) for line in lines]
+    return "\n".join(markdown_fields(lines))
 
 
-def escape_indexed_calls(line: str) -> str:
-    """``a[i](k)`` outside code spans written ``a[i]\\(k)``, so Markdown shows it as is."""
+def escape_math(line: str) -> str:
+    """Outside code spans, ``a[i](k)`` written ``a[i]\\(k)`` (not a link) and a lone ``*``
+    (θ*, n*) written ``\\*`` (not emphasis; ``**bold**`` and a ``* `` bullet stay), so
+    Markdown shows them as they are."""
+    bullet = re.match(r"\s*\* ", line)
+    head, line = (line[: bullet.end()], line[bullet.end():]) if bullet else ("", line)
     parts = CODE_SPAN.split(line)
-    return "".join(part if part.startswith("`") else NOT_A_LINK.sub(r"]\\(", part) for part in parts)
+    return head + "".join(part if part.startswith("`") else LONE_STAR.sub(r"\\*", NOT_A_LINK.sub(r"]\\(", part))
+                          for part in parts)
 
 
 class SphinxRoles(griffe.Extension):
