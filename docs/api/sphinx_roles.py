@@ -24,11 +24,12 @@ CODE_SPAN = re.compile(r"(`[^`]*`)")
 LONE_STAR = re.compile(r"(?<!\*)\*(?!\*)")
 
 
-FIELD = re.compile(r"^([A-Za-z_][\w.]*(?:, ?[A-Za-z_][\w.]*)*(?: \([^()]*\))?): +(?=\S)")
+FIELD = re.compile(r"^([a-z_][\w.]*(?:, ?[A-Za-z_][\w.]*)*(?: \([^()]*\))?): +(?=\S)")
 
 
 def markdown_fields(lines: list[str]) -> list[str]:
-    """Field lines at the margin (``name: text``, ``a, b: text``, ``sigma (d, d): text``,
+    """Field lines at the margin (``name: text``, ``a, b: text``, ``sigma (d, d): text``;
+    a lower-case name: ``Clock: …`` is a paragraph's lead-in, not a field),
     continued by indented lines) as a Markdown list, ``- `name`: text``, set off from
     the paragraphs around it by blank lines."""
     out: list[str] = []
