@@ -18,10 +18,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pathlib
+import re
 import types
 
 from mkdocs.structure.files import File
 
+LIST_ITEM = re.compile(r"^([-*+]|\d+\.) ")
+FENCE = re.compile(r"^\s*(```|~~~)")
 NAV_TITLE = "API reference"
 OVERVIEW = "api/index.md"
 TOPICS = "Topics"
@@ -101,3 +104,30 @@ def on_files(files, config, **kwargs):
         if files.get_file_from_path(page_uri(module)) is None:
             files.append(File.generated(config, page_uri(module), content=page_markdown(module)))
     return files
+
+
+def nested_lists_for_python_markdown(markdown: str) -> str:
+    """Indentation inside a list doubled: the pages nest lists by 2 spaces, as GitHub
+    reads them; Python-Markdown (mkdocs) needs 4, else a nested item is read as text of
+    its parent. Fenced code is left as it is."""
+    out, in_list, in_fence = [], False, False
+    for line in markdown.split("\n"):
+        if FENCE.match(line):
+            in_fence = not in_fence
+            in_list = in_list and line.startswith(" ")  # a fence at the margin ends the list
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        if not in_fence and not FENCE.match(line):
+            if indent == 0 and stripped:
+                in_list = bool(LIST_ITEM.match(stripped))
+            elif in_list and indent:
+                line = " " * (2 * indent) + stripped
+        out.append(line)
+    return "\n".join(out)
+
+
+def on_page_markdown(markdown: str, page, **kwargs) -> str:
+    """The topic pages' nested lists made readable by Python-Markdown (above)."""
+    if page.file.src_uri.startswith("api/"):
+        return markdown
+    return nested_lists_for_python_markdown(markdown)
