@@ -103,3 +103,42 @@ def test_api_reference_lists_every_public_name(site):
             if not paths & anchors:
                 missing.append(" or ".join(sorted(paths)))
     assert not missing, "not in the API reference (docs/api/): " + ", ".join(missing)
+
+
+def _load(name: str):
+    """A helper module of the site build, docs/api/<name>.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"docs_api_{name}", ROOT / "docs" / "api" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docstrings_become_markdown():
+    """Sphinx roles and literals as code, argument lines as a list, θ* and x[i](k) shown as
+    written; indented code and a capitalised lead-in left alone."""
+    markdown_code = _load("sphinx_roles").markdown_code
+    text = ("Run :func:`~sgdsde.run` on ``problem`` (see :mod:`sgdsde.sharding`).\n"
+            "init_params: a pytree, or\n  a function of the key.\n"
+            "sigma (d, d): Σ at θ*, not N(θ*, I).\n"
+            "Clock: SGD steps; options[i](k) is a call.\n"
+            "\n    x = a*b  # code\n")
+    assert markdown_code(text).split("\n") == [
+        "Run `run` on `problem` (see `sgdsde.sharding`).",
+        "",
+        "- `init_params`: a pytree, or",
+        "  a function of the key.",
+        "- `sigma (d, d)`: Σ at θ\\*, not N(θ\\*, I).",
+        "",
+        "Clock: SGD steps; options[i]\\(k) is a call.",
+        "",
+        "    x = a*b  # code",
+        "",
+    ]
+
+
+def test_nested_lists_are_indented_for_python_markdown():
+    nested = _load("hooks").nested_lists_for_python_markdown
+    page = "text\n  indented text\n- item\n  more\n  - nested\n\n```python\n  x = 1\n```\n  after\n"
+    assert nested(page) == "text\n  indented text\n- item\n    more\n    - nested\n\n```python\n  x = 1\n```\n  after\n"
