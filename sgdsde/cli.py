@@ -184,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="sgdsde-output/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--sampling", default="subset", choices=["subset", "iid", "epoch"],
                       help="minibatch scheme (default: %(default)s)")
-    demo.add_argument("--learning-rates", type=positive_number, nargs="+", default=[0.025, 0.05, 0.1, 0.2, 0.4])
-    demo.add_argument("--batch-sizes", type=integer_at_least(1), nargs="+", default=[8, 32])
+    demo.add_argument("--learning-rates", type=positive_number, nargs="+", metavar="η",
+                      default=[0.025, 0.05, 0.1, 0.2, 0.4], help="learning rates (default: 0.025 0.05 0.1 0.2 0.4)")
+    demo.add_argument("--batch-sizes", type=integer_at_least(1), nargs="+", metavar="S", default=[8, 32],
+                      help="batch sizes, at most N = 256 (default: 8 32)")
     demo.add_argument("--replicas", type=integer_at_least(2), default=1000,
                       help="SGD replicas per configuration (default: %(default)s)")
     demo.add_argument("--sample-steps", type=integer_at_least(1), default=1500,
