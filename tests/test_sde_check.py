@@ -126,3 +126,48 @@ def test_data_format_detected_from_file_names(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="data: cannot tell the format"):
         sde_check._detect_format(tmp_path / "empty")
+
+
+def test_scaling_rule_quick_invariants():
+    results = sde_check.scaling_rule(quick=True, replicas=2, progress=False, spec={"kappas": [1, 4]})
+    spec = results["spec"]
+    eta, size, steps = spec["learning_rate"], spec["batch_size"], spec["steps"]
+    ref = results["reference"]
+    for entry in results["runs"]:
+        kappa = entry["kappa"]
+        # (κη, κS) for steps/κ steps: the same SME time η·steps for every κ
+        assert (entry["learning_rate"], entry["batch_size"], entry["steps"]) == (kappa * eta, kappa * size,
+                                                                                steps // kappa)
+        assert entry["diverged"] == 0
+        for name in ("train_loss", "test_accuracy"):
+            gap = entry[name + "_mean"] - ref[name + "_mean"]
+            assert entry[name + "_gap"] == pytest.approx(gap, abs=1e-12)
+            assert entry[name + "_gap_stderr"] > 0
+            assert entry[name + "_gap_z"] == pytest.approx(gap / entry[name + "_gap_stderr"], rel=1e-12)
+    noise = results["noise_scales"]
+    # iid sampling: NSR = B_simple/S (no finite-population factor); κ* its smallest value
+    np.testing.assert_allclose(noise["nsr"], np.asarray(noise["b_simple"]) / size, rtol=1e-6)
+    assert results["kappa_star"] == pytest.approx(min(noise["nsr"]), rel=1e-6) and results["kappa_star"] > 0
+    parted = [e["kappa"] for e in results["runs"] if abs(e["train_loss_gap_z"]) >= spec["min_z"]]
+    assert results["first_parting_kappa"] == (parted[0] if parted else None)
+    assert "κ*" in sde_check.format_scaling_table(results)
+
+
+def test_scaling_rule_example_checks_options_before_any_work(tmp_path, capsys, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setattr(sde_check, "scaling_rule", lambda **kwargs: pytest.fail("the experiment ran"))
+    path = Path(__file__).resolve().parents[1] / "examples" / "scaling_rule.py"
+    spec = importlib.util.spec_from_file_location("example_scaling_rule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as done:
+        module.main(["--qui"])
+    assert done.value.code == 2 and "unrecognized arguments: --qui" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as done:
+        module.main(["--out", str(blocker)])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "--out:" in err and "is not a folder" in err
