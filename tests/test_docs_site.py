@@ -91,6 +91,8 @@ def test_api_reference_lists_every_public_name(site):
     for page in (site / "api").rglob("*.html"):
         anchors |= set(re.findall(r'id="(sgdsde[\w.]*)"', page.read_text(encoding="utf-8")))
     assert "sgdsde.run" in anchors and "sgdsde.observers.moments" in anchors  # the anchors are found at all
+    html = "".join(page.read_text(encoding="utf-8") for page in (site / "api").rglob("*.html"))
+    assert "autorefs-internal" in html and "<autoref " not in html  # roles became links, none left raw
     modules = public_modules()
     assert {"sgdsde.sharding", "sgdsde.nn.data", "sgdsde.fokker_planck"} <= {m.__name__ for m in modules}
     missing = []
@@ -116,8 +118,9 @@ def _load(name: str):
 
 
 def test_docstrings_become_markdown():
-    """Sphinx roles and literals as code, argument lines as a list, θ* and x[i](k) shown as
-    written; indented code and a capitalised lead-in left alone."""
+    """Sphinx roles and literals as code (linked when the target resolves), argument lines
+    as a list, θ* and x[i](k) shown as written; indented code and a capitalised lead-in
+    left alone."""
     markdown_code = _load("sphinx_roles").markdown_code
     text = ("Run :func:`~sgdsde.run` on ``problem`` (see :mod:`sgdsde.sharding`).\n"
             "init_params: a pytree, or\n  a function of the key.\n"
@@ -136,6 +139,8 @@ def test_docstrings_become_markdown():
         "    x = a*b  # code",
         "",
     ]
+    linked = markdown_code("See :func:`~sgdsde.landscape.find_minima`.", resolve=lambda target: target)
+    assert linked == 'See <autoref identifier="sgdsde.landscape.find_minima" optional>`find_minima`</autoref>.'
 
 
 def test_nested_lists_are_indented_for_python_markdown():

@@ -2,7 +2,8 @@
 
 The docstrings use reStructuredText roles (``:func:`find_minima```,
 ``:class:`~sgdsde.Hyper```); Markdown would print the role name. Each role becomes the
-inline code of its target (``~`` keeps the last dotted part, as in Sphinx) and
+inline code of its target (``~`` keeps the last dotted part, as in Sphinx), linked to the
+target's entry in the API reference where it has one, and
 double-backtick literals become single-backtick code. Outside code, ``x[i](k)`` (an
 indexed call) is not a Markdown link and a lone ``*`` (θ*) is not emphasis: both are
 escaped. The docstrings are free-form
@@ -14,6 +15,7 @@ margin with indented continuations, become a Markdown list. Loaded by mkdocs.yml
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import griffe
 
@@ -50,14 +52,17 @@ def markdown_fields(lines: list[str]) -> list[str]:
     return out
 
 
-def markdown_code(text: str) -> str:
+def markdown_code(text: str, resolve: Callable[[str], str | None] = lambda target: None) -> str:
     """``text`` with every Sphinx role and ``literal`` written as Markdown inline code, and
-    its field lines as a list."""
+    its field lines as a list. A role whose target ``resolve`` turns into a full path
+    becomes an optional cross-reference (a link where the API reference documents that
+    path, plain code elsewhere)."""
 
     def role(match: re.Match) -> str:
         short, target = match.group(1), match.group(2).strip()
-        shown = target.rsplit(".", 1)[-1] if short else target
-        return f"`{shown}`"
+        shown = f"`{target.rsplit('.', 1)[-1] if short else target}`"
+        path = resolve(target)
+        return f'<autoref identifier="{path}" optional>{shown}</autoref>' if path else shown
 
     lines = LITERAL.sub(r"`\1`", ROLE.sub(role, text)).split("\n")
     lines = [line if line.startswith("    ") else escape_math(line) for line in lines]
@@ -75,9 +80,33 @@ def escape_math(line: str) -> str:
                           for part in parts)
 
 
-class SphinxRoles(griffe.Extension):
-    """Rewrites each docstring with :func:`markdown_code` as griffe loads it."""
+def target_path(obj: griffe.Object, target: str) -> str | None:
+    """The full path of a role's target as seen from ``obj``'s scope (its members, imports
+    and enclosing scopes), or None."""
+    if target.startswith("sgdsde."):
+        return target
+    head, _, rest = target.partition(".")
+    try:
+        base = obj.resolve(head)
+    except Exception:  # noqa: BLE001 — an unresolvable name is shown as code, unlinked
+        return None
+    return f"{base}.{rest}" if rest else base
 
-    def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
-        if obj.docstring is not None:
-            obj.docstring.value = markdown_code(obj.docstring.value)
+
+def documented_objects(obj: griffe.Object):
+    """``obj`` and every object defined under it (aliases skipped: their targets are visited
+    where they are defined)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from documented_objects(member)
+
+
+class SphinxRoles(griffe.Extension):
+    """Rewrites every docstring with :func:`markdown_code` once the package is loaded (so
+    that names defined anywhere in it resolve)."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
+        for obj in documented_objects(pkg):
+            if obj.docstring is not None:
+                obj.docstring.value = markdown_code(obj.docstring.value, lambda target: target_path(obj, target))
