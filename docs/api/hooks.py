@@ -21,7 +21,9 @@ import pathlib
 import re
 import types
 
-from mkdocs.structure.files import File
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 LIST_ITEM = re.compile(r"^([-*+]|\d+\.) ")
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -75,7 +77,7 @@ def page_markdown(module: types.ModuleType) -> str:
     return text
 
 
-def nav_paths(entry) -> set[str]:
+def nav_paths(entry: str | dict | list) -> set[str]:
     """Every page path named in a nav entry (a path, a {title: entry} or a list)."""
     if isinstance(entry, str):
         return {entry}
@@ -83,7 +85,7 @@ def nav_paths(entry) -> set[str]:
     return set().union(*(nav_paths(item) for item in items))
 
 
-def on_config(config, **kwargs):
+def on_config(config: MkDocsConfig, **kwargs) -> MkDocsConfig:
     """Replace the nav's ``API reference: api/index.md`` entry by a section: the overview,
     then one page per public module. A page in the docs folder (not a subfolder) that the
     nav does not name is appended to its Topics section, titled by its first heading."""
@@ -98,7 +100,7 @@ def on_config(config, **kwargs):
     return config
 
 
-def on_files(files, config, **kwargs):
+def on_files(files: Files, config: MkDocsConfig, **kwargs) -> Files:
     """Add the generated pages (a static file of the same name takes precedence)."""
     for module in public_modules():
         if files.get_file_from_path(page_uri(module)) is None:
@@ -126,7 +128,7 @@ def nested_lists_for_python_markdown(markdown: str) -> str:
     return "\n".join(out)
 
 
-def on_page_markdown(markdown: str, page, **kwargs) -> str:
+def on_page_markdown(markdown: str, page: Page, **kwargs) -> str:
     """The topic pages' nested lists made readable by Python-Markdown (above)."""
     if page.file.src_uri.startswith("api/"):
         return markdown
