@@ -11,6 +11,10 @@ One static reader's blind spot is handled here: a name exported from a submodule
 same name (``sgdsde.fokker_planck.grid``, the function, from ``fokker_planck/grid.py``)
 is the function at run time, but griffe sees the submodule and leaves it out; the page
 renders it from where it is defined (``::: sgdsde.fokker_planck.grid.grid``).
+
+Two more adjustments for the topic pages: a page in docs/ that the nav does not name is
+appended to its Topics section, and lists nested by 2 spaces (as GitHub reads them) get
+the 4 spaces Python-Markdown needs.
 """
 
 from __future__ import annotations
