@@ -1,10 +1,10 @@
 """Batch size and learning rate: test accuracy against S/η, sharpness against η/S.
 
     python examples/batch_size_learning_rate.py [--out DIR] [--steps T] [--grid-size n]
-                                                [--replicas R] [--seed K] [--quick]
+                                                [--replicas R] [--seed K] [--quick] [--quiet]
 
 An MLP (64-32-10, ReLU) on the built-in 8×8 digits (1258 train / 180 validation / 359
-test; scikit-learn's digits, or the generated stand-in without scikit-learn) trained
+test; the real UCI digits shipped in the package) trained
 with ``sgdsde.sgd("iid")`` for every configuration of a 20 × 20 grid of batch sizes
 S ∈ {16, 32, …, 320} and learning rates η ∈ {0.01, 0.02, …, 0.20}, all 400 (× R
 replicas) in ONE compiled program (``sd.run`` with an array-valued ``Hyper.grid``; the
@@ -47,6 +47,7 @@ from sgdsde import curvature
 from sgdsde.nn import data, metrics
 from sgdsde.cli import integer_at_least
 from sgdsde.experiments.output import check_out_dir, save_outputs
+from sgdsde.plotting import figure, styled
 
 STEM = "batch_size_learning_rate"
 HIDDEN = (64, 32)
@@ -99,7 +100,7 @@ def correlations(learning_rates, batch_sizes, test_acc, train_acc, lam, diverged
     return out
 
 
-def experiment(*, steps: int, grid_size: int, replicas: int, seed: int) -> dict:
+def experiment(*, steps: int, grid_size: int, replicas: int, seed: int, progress: bool = True) -> dict:
     key = jax.random.key(seed)
     splits = data.load("builtin", key=jax.random.fold_in(key, 0))
     problem = snn.classification_problem(snn.MLP(splits.train.num_classes, hidden=HIDDEN), splits.train)
@@ -109,7 +110,7 @@ def experiment(*, steps: int, grid_size: int, replicas: int, seed: int) -> dict:
     began = time.perf_counter()
     result = sd.run(
         jax.random.fold_in(key, 1), sd.sgd(SAMPLING), problem, hyper,
-        problem.info["init_params"], steps, replicas=replicas, progress=True,
+        problem.info["init_params"], steps, replicas=replicas, progress=progress,
     )
     params = jax.block_until_ready(result.state.params)
     train_seconds = time.perf_counter() - began
@@ -167,9 +168,8 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot(results: dict):
-    import matplotlib.pyplot as plt
-
     eta = np.asarray(results["learning_rates"])
     batch = np.asarray(results["batch_sizes"])
     test = np.asarray(results["test_accuracy"]).mean(-1)
@@ -177,12 +177,13 @@ def plot(results: dict):
     lam = np.asarray(results["sharpness"]).mean(-1)
     ratio = batch[None, :] / eta[:, None]
     sp = results["spearman"]
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, ax = figure(1, 3, panel=(5.6, 4.4))
     im = ax[0].imshow(test, origin="lower", aspect="auto", cmap="viridis",
                       extent=(batch[0] - 8, batch[-1] + 8, eta[0] - 0.005, eta[-1] + 0.005))
     fig.colorbar(im, ax=ax[0], label="test accuracy")
     ax[0].set(xlabel="batch size S", ylabel="learning rate η", title="test accuracy over the (η, S) grid")
-    sc = ax[1].scatter(ratio.ravel(), test.ravel(), c=np.broadcast_to(eta[:, None], ratio.shape).ravel(), s=12, cmap="plasma")
+    sc = ax[1].scatter(ratio.ravel(), test.ravel(), c=np.broadcast_to(eta[:, None], ratio.shape).ravel(), s=12, cmap="plasma",
+                    label="test accuracy (colour: η)")
     ax[1].scatter(ratio.ravel(), train.ravel(), s=4, c="0.7", label="train accuracy")
     fig.colorbar(sc, ax=ax[1], label="η")
     r = sp["test_accuracy_vs_S_over_eta"]
@@ -194,7 +195,6 @@ def plot(results: dict):
     r = sp["sharpness_vs_eta_over_S"]
     ax[2].set(xscale="log", yscale="log", xlabel="η/S", ylabel="λ_max of the training-loss Hessian",
               title=f"sharpness vs η/S: Spearman ρ = {r['rho']:+.2f}, p = {r['p_value']:.1e}")
-    fig.tight_layout()
     return fig
 
 
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--replicas", type=integer_at_least(1), default=1, help="replicas per configuration (default 1)")
     parser.add_argument("--seed", type=integer_at_least(0), default=0)
     parser.add_argument("--quick", action="store_true", help="a 6 × 6 grid and 300 steps")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     steps = args.steps if args.steps is not None else (300 if args.quick else 1000)
     grid_size = args.grid_size if args.grid_size is not None else (6 if args.quick else 20)
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         out = check_out_dir(args.out, "--out", files=(f"{STEM}.json", f"{STEM}.png"))
     except ValueError as err:
         parser.error(str(err))
-    results = experiment(steps=steps, grid_size=grid_size, replicas=args.replicas, seed=args.seed)
+    results = experiment(steps=steps, grid_size=grid_size, replicas=args.replicas, seed=args.seed,
+                         progress=not args.quiet)
     return save_outputs(results, out, STEM, plot, table)
 
 

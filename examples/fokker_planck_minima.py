@@ -49,6 +49,7 @@ import numpy as np
 import sgdsde as sd
 import sgdsde.fokker_planck as fp
 from sgdsde.experiments.output import check_out_dir, save_outputs
+from sgdsde.plotting import figure, styled
 
 SPEC = {
     "centers": [[-1.0, 0.0], [1.5, 0.0]],  # well 0: deep and sharp; well 1: shallow and wide
@@ -240,11 +241,8 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot(results: dict):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
     spec = results["spec"]
@@ -254,15 +252,15 @@ def plot(results: dict):
     loss = loss_numpy(spec, x, y)
     q = [lv + 0.5 * h * ((x - c[0]) ** 2 + (y - c[1]) ** 2)
          for c, lv, h in zip(spec["centers"], spec["levels"], spec["curvatures"])]
-    fig, axs = plt.subplots(2, 2, figsize=(11, 8.6))
+    fig, axs = figure(2, 2, panel=(5.6, 4.4))
     ax = axs[0, 0]
     cs = ax.contourf(x, y, np.minimum(loss, 3.0), levels=np.linspace(0, 3, 25), cmap="viridis")
     fig.colorbar(cs, ax=ax, label="loss L(θ) (clipped at 3)")
     ax.contour(x, y, q[0] - q[1], levels=[0.0], colors="w", linestyles="--", linewidths=1)
     for (cx, cy), name in zip(spec["centers"], WELLS):
         ax.plot(cx, cy, "r+", ms=10)
-        ax.annotate(name, (cx, cy), textcoords="offset points", xytext=(6, 8), color="w", fontsize=9)
-    ax.set_title("landscape: L = 0, H = 8 I  vs  L = 0.25, H = 0.5 I\n(dashed: basin boundary)", fontsize=10)
+        ax.annotate(name, (cx, cy), textcoords="offset points", xytext=(6, 8), color="w")
+    ax.set_title("landscape: L = 0, H = 8 I  vs  L = 0.25, H = 0.5 I\n(dashed: basin boundary)")
     ax.set_xlabel("θ₁")
     ax.set_ylabel("θ₂")
     keys = sorted(results["densities"], key=lambda k: results["densities"][k]["noise_scale"])
@@ -276,7 +274,7 @@ def plot(results: dict):
         fig.colorbar(im, ax=ax, label="stationary density (log scale, 4 decades)")
         ax.contour(x, y, q[0] - q[1], levels=[0.0], colors="w", linestyles="--", linewidths=0.8)
         ax.set_title(f"η = {p['learning_rate']:g}, S = {p['batch_size']} (n = η/S = {p['noise_scale']:.4f}):\n"
-                     f"sharp {p['basin_masses'][0]:.3f}, wide {p['basin_masses'][1]:.3f}", fontsize=10)
+                     f"sharp {p['basin_masses'][0]:.3f}, wide {p['basin_masses'][1]:.3f}")
         ax.set_xlabel("θ₁")
         ax.set_ylabel("θ₂")
     ax = axs[1, 1]
@@ -299,9 +297,8 @@ def plot(results: dict):
     ax.set_xlabel("noise scale n = η/S")
     ax.set_ylabel("stationary mass of the sharp (deep) basin")
     ax.set_ylim(0, 1)
-    ax.set_title("small n: the deep sharp minimum; large n: the shallow wide one", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    ax.set_title("small n: the deep sharp minimum; large n: the shallow wide one")
+    ax.legend(loc="upper right")
     return fig
 
 

@@ -25,13 +25,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--replicas", type=integer_at_least(2), default=None,
                         help="replicas per configuration (default 4000; 1000 with --quick)")
     parser.add_argument("--seed", type=integer_at_least(0), default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     replicas = args.replicas or (1000 if args.quick else 4000)
     try:  # sgd_vs_sde.main checks the folder first too; here it becomes a usage error
         check_out_dir(args.out, "--out")
     except ValueError as err:
         parser.error(str(err))
-    return sgd_vs_sde.main(out=args.out, replicas=replicas, seed=args.seed, quick=args.quick)
+    return sgd_vs_sde.main(out=args.out, replicas=replicas, seed=args.seed, quick=args.quick,
+                           progress=not args.quiet)
 
 
 if __name__ == "__main__":

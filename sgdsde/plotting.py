@@ -1,15 +1,89 @@
-"""Saving experiment outputs: a PNG figure beside a JSON of the numbers."""
+"""Experiment outputs: a PNG figure beside a JSON of the numbers, and the one figure style
+of every command and example (:data:`STYLE` font sizes, constrained layout, :data:`DPI`).
+
+A plotting function draws inside :func:`style` (or is decorated with :func:`styled`),
+makes its figure with :func:`figure`, and is saved by :func:`save_figure`."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["to_jsonable", "write_json", "save_figure"]
+__all__ = ["STYLE", "DPI", "style", "styled", "figure", "plain_log_ticks", "number", "to_jsonable",
+           "write_json", "save_figure"]
+
+#: Font sizes and the like for every figure (matplotlib rcParams): text ≥ 8 pt at
+#: :data:`DPI`, legends without frames' clutter, light grids.
+STYLE: dict[str, Any] = {
+    "font.size": 9.5,
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 9.5,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "legend.fontsize": 8.5,
+    "legend.framealpha": 0.85,
+    "figure.titlesize": 11.5,
+    "lines.markersize": 5,
+    "errorbar.capsize": 2,
+    "axes.grid": False,
+}
+#: Resolution of saved figures (dots per inch).
+DPI = 150
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """Draw in the house style (:data:`STYLE`, the Agg backend); restores the settings after."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def styled(plot: Callable) -> Callable:
+    """A plotting function run inside :func:`style`."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with style():
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+def figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (5.0, 4.0), **subplots_kwargs):
+    """``(fig, axes)`` with constrained layout, each panel ``panel`` inches (width, height)."""
+    import matplotlib.pyplot as plt
+
+    size = (panel[0] * ncols, panel[1] * nrows)
+    return plt.subplots(nrows, ncols, figsize=size, layout="constrained", **subplots_kwargs)
+
+
+def number(value: float, decimals: int = 2) -> str:
+    """``value`` rounded to ``decimals`` places for a label, trailing zeros dropped and
+    without NumPy's ``-0.00`` (``number(-1e-9) == "0"``, ``number(8.0) == "8"``,
+    ``number(0.30) == "0.3"``)."""
+    text = f"{float(value):.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def plain_log_ticks(axis) -> None:
+    """Readable ticks on a log axis spanning less than a few decades: 1, 2, 3, 5 × 10^k,
+    written as plain numbers (0.002, 0.005, 0.01), no crowded minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def to_jsonable(value: Any) -> Any:
@@ -42,7 +116,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return path
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Save a matplotlib figure as PNG (creating the folder) and close it."""
     import matplotlib.pyplot as plt
 

@@ -175,6 +175,25 @@ def _log_ratio_and_stderr(p_a, p_b, se_a, se_b):
     return ratio, stderr
 
 
+def _quadrature_box(spec, minima, max_noise, sigma2, cells, widths=5.0):
+    """The box of the Boltzmann quadrature: the landscape's box, widened where needed so
+    that it holds every minimum's Laplace Gaussian N(θ_k, (nσ²/2) H_k⁻¹) to ``widths``
+    standard deviations per axis at the largest noise n (docs/theory.md §3), so that the
+    box cuts off no mass that matters; cells grow with it (the spec's cell size kept). Returns (lower, upper, cells) as lists."""
+    lower, upper = np.asarray(spec["lower"], float), np.asarray(spec["upper"], float)
+    temperature = max_noise * sigma2 / 2.0
+    regular = ~np.asarray(minima.degenerate)  # a degenerate minimum has no Laplace Gaussian
+    if not regular.any():
+        return lower.tolist(), upper.tolist(), list(cells)
+    points = np.asarray(minima.points)[regular]
+    spread = widths * np.sqrt(temperature * np.stack([np.diag(np.linalg.inv(h)) for h in minima.hessians[regular]]))
+    new_lower = np.minimum(lower, (points - spread).min(axis=0))
+    new_upper = np.maximum(upper, (points + spread).max(axis=0))
+    cell = (upper - lower) / np.asarray(cells, float)
+    new_cells = np.ceil((new_upper - new_lower) / cell).astype(int)
+    return new_lower.tolist(), new_upper.tolist(), new_cells.tolist()
+
+
 def _fokker_planck(problem, spec, grid, sizes, learning_rate, classify, num_basins, cores, start_cells, progress):
     """Per batch size: stationary basin masses, grid mean first-passage times from each
     start cell into each core (bool masks on ``grid``) and the two-state relaxation time
@@ -252,9 +271,10 @@ def minima_selection(
     # ---- exact Boltzmann quadrature (dense in n, for the crossover and the curve)
     t0 = time.perf_counter()
     dense = np.geomspace(noise_eff.min() / 1.5, noise_eff.max() * 1.5, 241)
+    quad_lower, quad_upper, quad_cells = _quadrature_box(spec, minima, float(dense.max()), sigma2, quadrature_cells)
     with jax.enable_x64(True):
         quad = landscape.boltzmann_basin_masses(
-            loss, classify, num_basins, lower=spec["lower"], upper=spec["upper"], cells=list(quadrature_cells),
+            loss, classify, num_basins, lower=quad_lower, upper=quad_upper, cells=quad_cells,
             noise_scale=np.concatenate([noise_eff, dense]), sigma2=sigma2,
         )
     quad_p, quad_err = np.asarray(quad.masses), np.asarray(quad.error)
@@ -395,7 +415,8 @@ def minima_selection(
             "replicas": escape_replicas,
         },
         "grid_cells": list(grid_cells),
-        "quadrature_cells": list(quadrature_cells),
+        "quadrature_cells": quad_cells,
+        "quadrature_box": [quad_lower, quad_upper],
         "seed": seed,
         "seconds": {**timings, "total": time.perf_counter() - began},
     }

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..plotting import figure, number, plain_log_ticks, styled
 from .minima_landscapes import build_problem
 
 __all__ = ["format_table", "plot"]
@@ -78,55 +79,59 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot(results: dict):
     """Left: P(basin 0) against n for the five methods (quadrature and Laplace as curves),
     crossovers marked. Middle: escape times against 1/T. Right: the landscape."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     names = results["basin_names"]
     p = results["probabilities"]
     n = np.asarray(results["noise_scale_effective"])
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, (left, middle, right) = figure(1, 3, panel=(5.4, 4.4))
+
     dense = results["dense"]
     left.plot(dense["noise_scale"], np.asarray(dense["quadrature"])[:, 0], "k-", lw=1.5, label="exact (quadrature)")
     left.plot(dense["noise_scale"], np.asarray(dense["laplace"])[:, 0], "k--", lw=1.2, label="Laplace")
     left.errorbar(n * 0.985, np.asarray(p["sgd"]["value"])[:, 0], yerr=2 * np.asarray(p["sgd"]["stderr"])[:, 0],
-                  fmt="o", ms=5, capsize=2, label="SGD ensemble")
+                  fmt="o", label="SGD ensemble")
     left.errorbar(n * 1.015, np.asarray(p["euler_maruyama"]["value"])[:, 0],
-                  yerr=2 * np.asarray(p["euler_maruyama"]["stderr"])[:, 0], fmt="s", ms=4, capsize=2,
+                  yerr=2 * np.asarray(p["euler_maruyama"]["stderr"])[:, 0], fmt="s", ms=4,
                   label=f"Euler–Maruyama (dt = {results['em_dt']})")
     left.plot(n, np.asarray(p["fokker_planck"]["value"])[:, 0], "x", ms=8, mew=2, label="Fokker–Planck")
     left.axhline(0.5, color="0.8", lw=0.8)
-    for name, style in (("quadrature", "k:"), ("laplace", "k-.")):
+    for name, label, line in (("quadrature", "exact", ":"), ("laplace", "Laplace", "-.")):
         value = results["crossover"][name]["noise_scale"]
         if value:
-            left.axvline(value, color="0.5", ls=style[1:], lw=0.8)
+            left.axvline(value, color="0.45", ls=line, lw=1, label=f"n* {label} = {value:.3g}")
     left.set_xscale("log")
+    plain_log_ticks(left.xaxis)
     left.set_xlabel("noise n = (η/S)(N−S)/(N−1)")
     left.set_ylabel(f"P({names[0]})")
     left.set_title("Which minimum: five views (error bars ±2 se)")
-    left.legend(fontsize=7)
+    left.legend(loc="upper right")
 
     esc = results["escape"]
     inv_t = 1 / np.asarray(results["temperature"])
-    for j, (marker, colour) in enumerate((("o", "C0"), ("s", "C3"))):
-        grid = np.asarray(esc["grid"])[:, j]
-        middle.plot(inv_t, grid, "-", color=colour, lw=1.5, label=f"grid (exact) {esc['directions'][j]}")
-        middle.plot(inv_t, np.asarray(esc["kramers"])[:, j], "--", color=colour, lw=1, label="Kramers")
+    colours = ("C0", "C3")
+    for j, (marker, colour) in enumerate(zip(("o", "s"), colours)):
+        middle.plot(inv_t, np.asarray(esc["grid"])[:, j], "-", color=colour, lw=1.5)
+        middle.plot(inv_t, np.asarray(esc["kramers"])[:, j], "--", color=colour, lw=1)
         sim = np.asarray(esc["sgd"], dtype=float)[:, j]
-        middle.errorbar(inv_t, sim[:, 0], yerr=2 * sim[:, 1], fmt=marker, color=colour, ms=4, capsize=2,
-                        label="SGD (simulated)")
+        middle.errorbar(inv_t, sim[:, 0], yerr=2 * sim[:, 1], fmt=marker, color=colour, ms=4)
         em = np.asarray(esc["euler_maruyama"], dtype=float)[:, j]
-        middle.errorbar(inv_t * 1.01, em[:, 0], yerr=2 * em[:, 1], fmt=marker, mfc="none", color=colour, ms=4,
-                        capsize=2, label="EM (simulated)")
+        middle.errorbar(inv_t * 1.01, em[:, 0], yerr=2 * em[:, 1], fmt=marker, mfc="none", color=colour, ms=4)
+    # one entry per direction (colour) and per method (line or marker), none repeated
+    handles = [Line2D([], [], color=c, lw=6, alpha=0.8, label=d) for c, d in zip(colours, esc["directions"])]
+    handles += [Line2D([], [], color="0.2", ls="-", label="grid (exact)"),
+                Line2D([], [], color="0.2", ls="--", label="Eyring–Kramers"),
+                Line2D([], [], color="0.2", marker="o", ls="none", label="SGD (simulated, ±2 se)"),
+                Line2D([], [], color="0.2", marker="o", mfc="none", ls="none", label="EM (simulated, ±2 se)")]
     middle.set_yscale("log")
     middle.set_xlabel("1/T = 2/(nσ²)")
     middle.set_ylabel("mean escape time (SGD steps)")
     middle.set_title("Escape times")
-    middle.legend(fontsize=6)
+    middle.legend(handles=handles, loc="upper left")
 
     spec = results["landscape"]
     problem = build_problem(spec)
@@ -135,16 +140,19 @@ def plot(results: dict):
     xx, yy = np.meshgrid(x, y, indexing="ij")
     values = np.asarray(jax.vmap(problem.info["loss"])(jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1),
                                                                     jnp.float32))).reshape(xx.shape)
-    cs = right.contourf(xx, yy, values, levels=np.linspace(values.min(), min(values.max(), 3.0), 30), cmap="viridis")
-    fig.colorbar(cs, ax=right, label="L(θ)")
+    top = float(np.ceil(min(values.max(), 3.0)))
+    cs = right.contourf(xx, yy, values, levels=np.linspace(0.0, top, 31), cmap="viridis", extend="max")
+    fig.colorbar(cs, ax=right, label="L(θ)", ticks=np.arange(0.0, top + 0.25, 0.5))
     for m in results["minima"]:
-        right.plot(*m["point"][:2], "w*", ms=10)
-        right.annotate(f"{names[m['basin']]}\nL={m['loss']:.2f}, λ={np.round(m['hessian_eigenvalues'], 1)}",
-                       m["point"][:2], color="w", fontsize=7, textcoords="offset points",
-                       xytext=(-40, -28) if m["basin"] == 0 else (4, 8))
-    right.plot(*results["saddle"]["point"][:2], "rx", ms=8)
+        right.plot(*m["point"][:2], "w*", ms=11)
+        eig = ", ".join(number(v, 1) for v in m["hessian_eigenvalues"])
+        first = m["basin"] == 0
+        right.annotate(f"{names[m['basin']]}\nL = {number(m['loss'])}, λ = {eig}", m["point"][:2], color="w",
+                       textcoords="offset points", xytext=(-6, -12) if first else (6, 10),
+                       ha="right" if first else "left", va="top" if first else "bottom",
+                       bbox=dict(boxstyle="round,pad=0.2", fc="black", alpha=0.35, lw=0))
+    right.plot(*results["saddle"]["point"][:2], "rx", ms=8, mew=2)
     right.set_title("Landscape (minima ★, saddle ×)")
     right.set_xlabel("θ₁")
     right.set_ylabel("θ₂")
-    fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ import numpy as np
 from .. import observers, problems, theory
 from .._checks import check_int
 from ..hyper import Hyper
+from ..plotting import figure, plain_log_ticks, styled
 from ..runner import run
 from ..steppers import sgd
 from .output import check_out_dir, save_outputs
@@ -135,16 +136,14 @@ def _trace_curves(results: dict, size: int, learning_rates: np.ndarray) -> tuple
     return exact, np.full(len(learning_rates), sde)
 
 
+@styled
 def plot(results: dict):
     """Left: tr Σ/(η/S) against η λ_max: the SGD ensemble (±2 standard errors), the exact
     discrete theory and the SDE (continuous Lyapunov; flat: its Σ is proportional to η/S).
     Right: every entry of SGD's Σ minus the exact discrete Σ, in Monte-Carlo standard errors."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.6))
+    fig, (left, right) = figure(1, 2, panel=(6.2, 4.8))
     rows = results["rows"]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     iu = np.triu_indices(3)
@@ -168,27 +167,28 @@ def plot(results: dict):
             offsets = (np.arange(len(z)) - (len(z) - 1) / 2) * 0.012 + (c - (len(sizes) - 1) / 2) * 0.09
             right.plot(x[k] * 10 ** offsets, z, "o", ms=4, color=col, label=f"S={size}" if k == 0 else None)
     left.set_xscale("log")
+    plain_log_ticks(left.xaxis)
     left.set_xlabel("η · λ_max(A)   (log scale)")
     left.set_ylabel("tr Σ / (η/S)")
     left.set_title("Stationary covariance: SGD, its exact theory, the SDE")
-    left.legend(fontsize=7)
+    left.legend(fontsize="small")
     largest = max([abs(v) for line in right.get_lines() for v in line.get_ydata()], default=0.0)
     right.set_ylim(-max(4.0, 1.35 * largest), max(4.0, 1.35 * largest))  # symmetric, room for the note
     right.axhspan(-2, 2, color="0.9", zorder=0, label="±2 standard errors")
     right.axhline(0.0, color="k", lw=0.8)
     right.set_xscale("log")
+    plain_log_ticks(right.xaxis)
     right.set_xlabel("η · λ_max(A)   (log scale; the 6 entries of each Σ side by side)")
     right.set_ylabel("(Σ_SGD − Σ_exact)_ij / standard error")
     right.set_title("SGD against the exact discrete theory, entry by entry")
     right.text(0.02, 0.98, "errors are correlated: the 6 entries share their replicas,\n"
-               "and every (η, S) uses the same random numbers", transform=right.transAxes, va="top", fontsize=7.5)
-    right.legend(fontsize=8)
+               "and every (η, S) uses the same random numbers", transform=right.transAxes, va="top", fontsize="small")
+    right.legend(loc="lower right")
     if rows:
         eig = ", ".join(f"{v:g}" for v in np.round(results["hessian_eigenvalues"], 3))
         fig.suptitle(f"SGD ({results['sampling']} sampling) on a 3-D quadratic, Hessian eigenvalues {eig}, "
                      f"N = {results['num_examples']}: {results['replicas']} replicas, {results['burn_in_steps']} "
-                     f"burn-in + {results['sample_steps']} averaged SGD steps", fontsize=10)
-    fig.tight_layout()
+                     f"burn-in + {results['sample_steps']} averaged SGD steps")
     return fig
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import compare, noise, problems
 from .._progress import Progress
+from ..plotting import figure, plain_log_ticks, styled
 from ..sde import euler_maruyama
 from ..steppers import sgd
 from .output import check_out_dir, save_outputs
@@ -218,18 +219,14 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot(results: dict):
     """(a) E[L] vs η at fixed η/S; (b) the gaps vs η, log-log, with the fitted order;
     (c) E[L] and (d) lower-well occupancy vs η λ_max at fixed S, with the fraction of
     diverged replicas (means only where no replica diverged)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     colours = {"sgd": "#1f77b4", "gauss": "#ff7f0e", "sde": "#2ca02c"}
     markers = {"sgd": "o", "gauss": "s", "sde": "^"}
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.6))
+    fig, axes = figure(2, 2, panel=(6.4, 4.8))
     t0, t1 = results["spec"]["window"]
     shrink, grow = results["fixed_noise_scale"], results["fixed_batch_size"]
 
@@ -246,7 +243,7 @@ def plot(results: dict):
     ax.set_xlabel("learning rate η (batch size S = η / (η/S))")
     ax.set_ylabel(f"E[L], time-averaged over t_sme ∈ [{t0:g}, {t1:g}]  (±2 se)")
     ax.set_title(f"(a) fixed η/S = {results['spec']['noise_scale']:g}: SGD → SDE as η → 0")
-    ax.legend(fontsize=8)
+    ax.legend()
 
     ax = axes[0, 1]
     for pair, name, label in (("sgd_vs_sde", "sgd", "SGD − SDE"), ("gauss_vs_sde", "gauss", "Gaussian SGD − SDE")):
@@ -274,14 +271,11 @@ def plot(results: dict):
     ax.set_yscale("log")
     ax.set_xticks(eta, [f"{e:g}" for e in eta])
     ax.minorticks_off()
-    from matplotlib.ticker import FormatStrFormatter, LogLocator
-
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("learning rate η (fixed η/S)")
     ax.set_ylabel("|E_SGD[φ] − E_SDE[φ]|  (±2 se)")
     ax.set_title("(b) the gap vanishes like η (GLS fit with 1-se errors)")
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(loc="upper left")
 
     x = grow["lr_times_lambda_max"]
     for ax, observable, ylabel, letter in (
@@ -304,12 +298,11 @@ def plot(results: dict):
         twin.set_ylabel("% replicas diverged by t1 (dotted); no mean once any has")
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         labels = ax.get_legend_handles_labels()[1] + twin.get_legend_handles_labels()[1]
-        ax.legend(handles, labels, fontsize=7.5, loc="upper left")
-        ax.text(2.0, ax.get_ylim()[0], "ηλ_max = 2 ", fontsize=8, va="bottom", ha="right")
+        ax.legend(handles, labels, loc="upper left")
+        ax.text(2.0, ax.get_ylim()[0], "ηλ_max = 2 ", va="bottom", ha="right")
     fig.suptitle(f"SGD vs its SDE on the 2-D double well (σ² = {results['spec']['sigma2']:g}, "
                  f"N = {results['spec']['num_examples']}, {results['replicas']} replicas; SME-time window "
-                 f"[{t0:g}, {t1:g}], start in the upper well)", fontsize=11)
-    fig.tight_layout()
+                 f"[{t0:g}, {t1:g}], start in the upper well)")
     return fig
 
 
