@@ -118,7 +118,8 @@ def _sde_check(args) -> int:
     if args.format is not None and args.data is None:
         raise UsageError(args.parser.prog, "--format: names the format of a --data folder; give --data too")
     spec = {key: value for key, value in (("learning_rate", args.learning_rate), ("batch_size", args.batch_size),
-                                          ("train_examples", args.train_examples)) if value is not None}
+                                          ("train_examples", args.train_examples), ("sde", args.sde))
+            if value is not None}
     sde_check.main(
         out=args.out,
         data=args.data,
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--batch-size", type=integer_at_least(1), default=None, help="S (default: 32)")
     check.add_argument("--steps", type=integer_at_least(1), default=None,
                        help="SGD steps, a multiple of 100 (default: 1000; --quick: 100)")
+    check.add_argument("--sde", default=None, choices=["em", "sme2"],
+                       help="the SDE solver: em (Euler–Maruyama, the first-order SDE) or sme2 (the second-order "
+                       "modified equation, drift g + (η/2)Hg) (default: em)")
     check.add_argument("--replicas", type=integer_at_least(2), default=32,
                        help="SGD and SVAG replicas (default: %(default)s)")
     check.add_argument("--quick", action="store_true", help="a tiny run (seconds; the test suite)")

@@ -1,30 +1,24 @@
 """SGD against its SDE on a real network (docs/network_sde.md; docs/theory.md §2, §8).
 
-A small MLP on the built-in 8 × 8 digits (or a local MNIST / Fashion-MNIST / CIFAR
-folder), trained from one initialisation by
+An MLP on the built-in 8 × 8 digits (or a local MNIST / Fashion-MNIST / CIFAR folder),
+trained from one initialisation (replicas differ in their keys only) by
 
 - **SGD** (``sgd("subset")``): θ_{k+1} = θ_k − η ĝ_S(θ_k);
-- **SVAG(ℓ)** (``svag(ℓ, "subset")``), ℓ = 2, 4, 8, 16: ℓ calls of step η/ℓ per SGD step,
-  gradient ((1 + r)/2) ĝ_{𝓑₁} + ((1 − r)/2) ĝ_{𝓑₂}, r = √(2ℓ − 1), covariance ℓ·f·C/S;
-  it tends to the SDE dθ = −η g dt + η √(f/S) B dW (t in SGD steps) weakly at order 1 in
-  1/ℓ, and ℓ = 1 is SGD (run with SGD's keys: the same numbers, checked bit for bit);
-- **the SDE** solved by Euler–Maruyama with the network's own gradient covariance
-  (``euler_maruyama(noise.empirical(finite_n=True), dt)``: a full gradient and one exact
-  draw ξ ~ N(0, C(θ)) per call, docs/theory.md §1), with fewer replicas (it is the costly one).
+- **SVAG(ℓ)** (``svag(ℓ, "subset")``): ℓ calls of step η/ℓ per SGD step, gradient
+  ((1 + r)/2) ĝ_{𝓑₁} + ((1 − r)/2) ĝ_{𝓑₂}, r = √(2ℓ − 1), covariance ℓ·f·C/S; it tends to
+  the SDE dθ = −η g dt + η √(f/S) B dW weakly at order 1 in 1/ℓ; ℓ = 1 is SGD (run with
+  SGD's keys: the same numbers, checked bit for bit);
+- **the SDE** with the network's own C(θ) (``noise.empirical(finite_n=True)``: an exact
+  draw ξ ~ N(0, C) per call, §1) by ``euler_maruyama`` or ``sme2``, fewer replicas (costly).
 
-Replicas share one initialisation and differ in their keys: the error bars are the
-Monte-Carlo spread of the noise. Curves are on the **SGD-step clock** (SVAG at SGD step k
-has made ℓ·k calls). The weak error of SVAG(ℓ) is
-measured against the largest ℓ: Δ(ℓ) = E_ℓ[φ] − E_ℓmax[φ] ≈ c (1/ℓ − 1/ℓmax) + O(1/ℓ²),
-so its order p is fitted as |Δ| ∝ (1/ℓ − 1/ℓmax)^p (generalised least squares,
-:func:`sgdsde.compare.fit_order`; p = 1 expected). Noise scales along SGD's trajectory
-(``observers.noise_scales``, subsampled): B_simple = tr C/‖g‖² and
-B_crit ≈ B_noise = tr(HC)/(gᵀHg).
-
-:func:`scaling_rule` is the linear scaling rule check: SGD at (κη, κS) for κ = 1, 2, …, 64
-against SVAG at the base (η, S) on the same SME time, with the noise-to-signal prediction
-κ* ≈ f·tr C/(S‖g‖²) (``observers.scaling_rule_check``) measured along the base run.
-The table and figures: :mod:`~sgdsde.experiments.sde_check_report`.
+Curves are on the **SGD-step clock** (SVAG at SGD step k has made ℓ·k calls). The weak
+error Δ(ℓ) = E_ℓ[φ] − E_ℓmax[φ] ≈ c (1/ℓ − 1/ℓmax) + O(1/ℓ²) gives the order p of
+|Δ| ∝ (1/ℓ − 1/ℓmax)^p (GLS, :func:`sgdsde.compare.fit_order`; p = 1 expected). Noise
+scales along SGD (``observers.noise_scales``, subsampled): B_simple = tr C/‖g‖² and
+B_crit ≈ B_noise = tr(HC)/(gᵀHg). :func:`scaling_rule`: SGD at (κη, κS), κ = 1 … 64,
+against SVAG at the base (η, S) at equal SME time, with κ* ≈ f·tr C/(S‖g‖²)
+(``observers.scaling_rule_check``) from the base run. Tables and figures:
+:mod:`~sgdsde.experiments.sde_check_report`.
 """
 
 from __future__ import annotations
@@ -48,6 +42,7 @@ from ..nn import data as nn_data
 from ..nn import metrics
 from ..runner import DivergenceWarning, run
 from ..sde import euler_maruyama
+from ..sme import sme2
 from ..steppers import sgd
 from ..svag import svag
 from .output import check_out_dir, save_outputs
@@ -72,6 +67,7 @@ def default_spec() -> dict:
         "steps": 1000,
         "every": 50,
         "ells": [2, 4, 8, 16],
+        "sde": "em",  # or "sme2": the second-order modified equation, drift g + (η/2)Hg
         "sde_dt": 0.25,
         "sde_replicas": 16,
         "noise_every": 100,
@@ -240,6 +236,8 @@ def _check_spec(spec: dict, replicas: int) -> dict:
     ells = [check_int(e, "ells", 2) for e in spec["ells"]]
     if not ells or ells != sorted(set(ells)):
         raise ValueError(f"ells: need distinct increasing integers ≥ 2, got {spec['ells']!r}")
+    if spec["sde"] not in ("em", "sme2"):
+        raise ValueError(f"sde: must be 'em' or 'sme2', got {spec['sde']!r}")
     dt = spec["sde_dt"]
     if dt is not None and not (0 < dt <= 1 and abs(1 / dt - round(1 / dt)) < 1e-9):
         raise ValueError(f"sde_dt: must be 1/m for an integer m ≥ 1 (or None: no SDE run), got {dt!r}")
@@ -294,8 +292,9 @@ def sde_check(
     for ell in spec["ells"]:
         runs[f"svag{ell}"] = ensemble(jax.random.fold_in(base, ell), svag(ell, "subset"), replicas, f"SVAG({ell})")
     if spec["sde_dt"] is not None:
-        runs["sde"] = ensemble(jax.random.fold_in(base, 0), euler_maruyama(noise.empirical(finite_n=True),
-                               spec["sde_dt"]), spec["sde_replicas"], f"SDE (EM, dt = {spec['sde_dt']:g})")
+        solver = {"em": euler_maruyama, "sme2": sme2}[spec["sde"]]
+        runs["sde"] = ensemble(jax.random.fold_in(base, 0), solver(noise.empirical(finite_n=True), spec["sde_dt"]),
+                               spec["sde_replicas"], f"SDE ({spec['sde']}, dt = {spec['sde_dt']:g})")
     svag1_equals_sgd = all(
         np.array_equal(runs["sgd"]["samples"][n], runs["svag1"]["samples"][n], equal_nan=True) for n in OBSERVABLES
     ) and all(np.array_equal(runs["sgd"]["curves"][m]["mean"], runs["svag1"]["curves"][m]["mean"]) for m in METRICS)

@@ -35,7 +35,8 @@ def _run_label(key: str, results: dict) -> str:
     if key == "sgd":
         return "SGD"
     if key == "sde":
-        return f"SDE (EM, dt={results['spec']['sde_dt']:g})"
+        method = {"em": "EM", "sme2": "SME-2"}[results["spec"].get("sde", "em")]
+        return f"SDE ({method}, dt={results['spec']['sde_dt']:g})"
     return f"SVAG({key.removeprefix('svag')})"
 
 
