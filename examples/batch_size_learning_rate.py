@@ -47,7 +47,7 @@ from sgdsde import curvature
 from sgdsde.nn import data, metrics
 from sgdsde.cli import integer_at_least
 from sgdsde.experiments.output import check_out_dir, save_outputs
-from sgdsde.plotting import figure, styled
+from sgdsde.plotting import figure, plain_log_ticks, styled
 
 STEM = "batch_size_learning_rate"
 HIDDEN = (64, 32)
@@ -195,6 +195,8 @@ def plot(results: dict):
     r = sp["sharpness_vs_eta_over_S"]
     ax[2].set(xscale="log", yscale="log", xlabel="η/S", ylabel="λ_max of the training-loss Hessian",
               title=f"sharpness vs η/S: Spearman ρ = {r['rho']:+.2f}, p = {r['p_value']:.1e}")
+    for axis in (ax[1].xaxis, ax[2].xaxis, ax[2].yaxis):
+        plain_log_ticks(axis)
     return fig
 
 

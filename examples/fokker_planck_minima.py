@@ -49,7 +49,7 @@ import numpy as np
 import sgdsde as sd
 import sgdsde.fokker_planck as fp
 from sgdsde.experiments.output import check_out_dir, save_outputs
-from sgdsde.plotting import figure, styled
+from sgdsde.plotting import figure, plain_log_ticks, styled
 
 SPEC = {
     "centers": [[-1.0, 0.0], [1.5, 0.0]],  # well 0: deep and sharp; well 1: shallow and wide
@@ -255,7 +255,7 @@ def plot(results: dict):
     fig, axs = figure(2, 2, panel=(5.6, 4.4))
     ax = axs[0, 0]
     cs = ax.contourf(x, y, np.minimum(loss, 3.0), levels=np.linspace(0, 3, 25), cmap="viridis")
-    fig.colorbar(cs, ax=ax, label="loss L(θ) (clipped at 3)")
+    fig.colorbar(cs, ax=ax, label="loss L(θ) (clipped at 3)", ticks=np.arange(0.0, 3.01, 0.5))
     ax.contour(x, y, q[0] - q[1], levels=[0.0], colors="w", linestyles="--", linewidths=1)
     for (cx, cy), name in zip(spec["centers"], WELLS):
         ax.plot(cx, cy, "r+", ms=10)
@@ -293,7 +293,8 @@ def plot(results: dict):
     ax.axvline(c["laplace_n_star"], color="C3", lw=0.8, ls=":")
     ax.axhline(0.5, color="gray", lw=0.6)
     ax.annotate(f"Laplace n* = {c['laplace_n_star']:.4f}", (c["laplace_n_star"], 0.05), rotation=90,
-                textcoords="offset points", xytext=(4, 0), fontsize=8, color="C3")
+                textcoords="offset points", xytext=(4, 0), fontsize="small", color="C3")
+    plain_log_ticks(ax.xaxis)
     ax.set_xlabel("noise scale n = η/S")
     ax.set_ylabel("stationary mass of the sharp (deep) basin")
     ax.set_ylim(0, 1)

@@ -77,11 +77,15 @@ def number(value: float, decimals: int = 2) -> str:
 
 
 def plain_log_ticks(axis) -> None:
-    """Readable ticks on a log axis spanning less than a few decades: 1, 2, 3, 5 × 10^k,
-    written as plain numbers (0.002, 0.005, 0.01), no crowded minor labels."""
+    """Readable ticks on a log axis, written as plain numbers (0.003, 0.01, 20), no crowded
+    minor labels: 1, 2, 3, 5 × 10^k over at most 1.3 decades, 1, 2, 5 × 10^k up to 2.5,
+    10^k beyond (the span is the axis' data limits when called: call it after plotting)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    low, high = sorted(abs(v) for v in axis.get_view_interval())
+    decades = np.log10(high / low) if low > 0 and np.isfinite(high / low) else np.inf
+    subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.3 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     axis.set_minor_formatter(NullFormatter())
 
