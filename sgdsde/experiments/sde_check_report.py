@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..plotting import figure, styled
+
 __all__ = ["format_table", "plot", "format_scaling_table", "plot_scaling"]
 
 LABELS = {"train_loss_mean": "train loss (avg)", "train_loss": "train loss (end)", "test_loss": "test loss (end)",
@@ -107,22 +109,18 @@ def _band(ax, t, mean, stderr, colour, label, style="-"):
     ax.fill_between(t, mean - 2 * stderr, mean + 2 * stderr, color=colour, alpha=0.18, lw=0)
 
 
+@styled
 def plot(results: dict):
     """(a) train loss, (b) test loss, (c) test accuracy against SGD steps (±2 se bands);
     (d) the train-loss gap to SVAG(ℓmax) over time; (e) |Δ(ℓ)| against 1/ℓ − 1/ℓmax with
     the fitted orders; (f) B_simple and B_crit ≈ B_noise along SGD."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def nums(values):
         return np.asarray([_num(v) for v in np.ravel(values)])
 
     runs, spec = results["runs"], results["spec"]
     colours = _colours(results)
     order = ["sgd"] + [f"svag{e}" for e in spec["ells"]] + (["sde"] if "sde" in runs else [])
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
+    fig, axes = figure(2, 3, panel=(5.6, 4.6))
     for ax, metric, title in ((axes[0, 0], "train_loss", "(a) train loss"), (axes[0, 1], "test_loss", "(b) test loss"),
                               (axes[0, 2], "test_accuracy", "(c) test accuracy")):
         for key in order:
@@ -137,7 +135,7 @@ def plot(results: dict):
         else:
             late = np.concatenate([nums(runs[k]["curves"][metric]["mean"])[1:] for k in order])
             ax.set_ylim(max(0.0, np.nanmin(late) - 0.02), min(1.0, np.nanmax(late) + 0.01))
-        ax.legend(fontsize=7.5, loc="upper right" if metric.endswith("loss") else "lower right")
+        ax.legend(loc="upper right" if metric.endswith("loss") else "lower right")
     ref = f"svag{spec['ells'][-1]}"
     ax = axes[1, 0]
     reference = runs[ref]["curves"]["train_loss"]
@@ -151,7 +149,7 @@ def plot(results: dict):
     ax.set_xlabel("SGD steps")
     ax.set_ylabel(f"E[train loss] − E_SVAG({spec['ells'][-1]})[train loss]")
     ax.set_title(f"(d) gap to SVAG({spec['ells'][-1]}) over time, ± 2 se")
-    ax.legend(fontsize=7.5)
+    ax.legend()
 
     ax = axes[1, 1]
     weak = results["weak_error"]
@@ -181,7 +179,7 @@ def plot(results: dict):
     ax.set_xlabel(f"1/ℓ − 1/{weak['reference_ell']}")
     ax.set_ylabel(f"|E_ℓ[φ] − E_{weak['reference_ell']}[φ]|  (± 2 se)")
     ax.set_title("(e) weak error of SVAG(ℓ) and its order in 1/ℓ")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(loc="upper left")
 
     ax = axes[1, 2]
     noise = results["noise_scales"]
@@ -203,12 +201,11 @@ def plot(results: dict):
     ax.set_xlabel("SGD steps")
     ax.set_ylabel("noise scale (examples)")
     ax.set_title(f"(f) noise scales along SGD ({noise['replicas']} replicas), ± 2 se (clipped at 0)")
-    ax.legend(fontsize=7.5)
+    ax.legend()
     data = results["data"]
     fig.suptitle(f"SGD vs SVAG(ℓ) vs its SDE: {results['model']['name']} on {data['name']} "
                  f"(N = {data['train_examples']}), η = {spec['learning_rate']:g}, S = {spec['batch_size']}, "
-                 f"one initialisation, {results['replicas']} replicas", fontsize=11)
-    fig.tight_layout()
+                 f"one initialisation, {results['replicas']} replicas")
     return fig
 
 
@@ -241,18 +238,14 @@ def format_scaling_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot_scaling(results: dict):
     """(a) final test accuracy and (b) final train/test loss against κ, with the SVAG
     reference (±2 se band) and κ* drawn; (c) the NSR along the base run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs, ref = results["runs"], results["reference"]
     kappa = np.asarray([e["kappa"] for e in runs], float)
     star = _num(results["kappa_star"])
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = figure(1, 3, panel=(5.6, 4.6))
     panels = ((axes[0], ("test_accuracy",), "final test accuracy", "(a)"),
               (axes[1], ("train_loss", "test_loss"), "final loss", "(b)"))
     colours = {"test_accuracy": "#9467bd", "train_loss": "#ff7f0e", "test_loss": "#2ca02c"}
@@ -277,7 +270,7 @@ def plot_scaling(results: dict):
         ax.set_xlabel("κ (learning rate κη, batch size κS, steps/κ)")
         ax.set_ylabel(f"{ylabel} (± 2 se)")
         ax.set_title(f"{letter} {ylabel} at equal SME time")
-        ax.legend(fontsize=7.5)
+        ax.legend()
     ax = axes[2]
     noise = results["noise_scales"]
     t = np.asarray([_num(v) for v in noise["times"]])
@@ -289,7 +282,6 @@ def plot_scaling(results: dict):
     ax.set_xlabel("SGD steps of the base run (η, S)")
     ax.set_ylabel("noise-to-signal ratio")
     ax.set_title(f"(c) NSR along the base run ({noise['replicas']} replicas) ± 2 se (clipped at 0)")
-    ax.legend(fontsize=7.5)
-    fig.suptitle(f"Linear scaling rule on the MLP ({results['data']['name']}): {results['clock']}", fontsize=11)
-    fig.tight_layout()
+    ax.legend()
+    fig.suptitle(f"Linear scaling rule on the MLP ({results['data']['name']}): {results['clock']}")
     return fig
