@@ -330,7 +330,8 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
 
     start, advance, finish = _compile(stepper, all_observers, (num_steps, replicas), blocking)
     observed = start(states, problem)
-    bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, "steps", enabled=progress)
+    unit = "steps" if float(stepper.dt) == 1.0 else "calls"  # a call advances dt SGD steps
+    bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, unit, enabled=progress)
     done = 0
     try:
         while done < num_steps:

@@ -101,3 +101,12 @@ def test_run_progress_has_the_agreed_format(capsys):
     assert lines[0].endswith("compiling included")
     assert all(m["rate"] is not None for m in parsed[1:]) and parsed[-1]["done"] == "200"
     assert all(m["left"] is not None for m in parsed[1:-1])
+
+
+def test_sde_run_counts_calls(capsys):
+    """An SDE stepper with dt ≠ 1 advances dt SGD steps per call: its progress counts calls."""
+    problem = sd.problems.quadratic([[1.0]], [[1.0]], 16, key=jax.random.key(0))
+    stepper = sd.euler_maruyama(sd.noise.isotropic(1.0), 0.5)
+    sd.run(jax.random.key(1), stepper, problem, sd.Hyper(0.1, 4), jnp.zeros(1), 40, progress=True, chunk_size=20)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [LINE.match(line)["unit"] for line in lines] == ["calls", "calls"]
