@@ -28,6 +28,8 @@ def test_quick_command_writes_table_figure_and_json(quick, capsys):
         assert field in results, field
     assert results["data"] == {"name": "digits", "train_examples": 1258, "test_examples": 359,
                                "input_shape": [8, 8, 1], "num_classes": 10}
+    table = sde_check.format_table(results)
+    assert "bit for bit: yes" in table and max(len(line) for line in table.splitlines()) <= 100
 
 
 def test_quick_numbers_invariants(quick):
@@ -150,7 +152,8 @@ def test_scaling_rule_quick_invariants():
     assert results["kappa_star"] == pytest.approx(min(noise["nsr"]), rel=1e-6) and results["kappa_star"] > 0
     parted = [e["kappa"] for e in results["runs"] if abs(e["train_loss_gap_z"]) >= spec["min_z"]]
     assert results["first_parting_kappa"] == (parted[0] if parted else None)
-    assert "κ*" in sde_check.format_scaling_table(results)
+    table = sde_check.format_scaling_table(results)
+    assert "κ*" in table and max(len(line) for line in table.splitlines()) <= 100
 
 
 def test_scaling_rule_example_checks_options_before_any_work(tmp_path, capsys, monkeypatch):

@@ -61,23 +61,27 @@ def format_table(results: dict) -> str:
         f"{results['replicas']} replicas (SDE {spec['sde_replicas']}) from one init; ± 1 se",
         "",
     ]
-    head = f"{'stepper':<18}{'calls/step':>10} " + "".join(f"{LABELS[n]:>17}" for n in LABELS) + f"{'div':>4}"
+    short = {"train_loss_mean": "train loss avg", "train_loss": "train loss end", "test_loss": "test loss end",
+             "test_accuracy": "test acc end"}
+    head = f"{'stepper':<18}{'calls/step':>10} " + "".join(f"{short[n]:>16}" for n in LABELS) + f"{'div':>4}"
     lines += [head, "-" * len(head)]
     for key, run in runs.items():
         if key == "svag1":
             continue
-        cells = "".join(f"{_pm(*_scalar(run, n)):>17}" for n in LABELS)
+        cells = "".join(f"{_pm(*_scalar(run, n)):>16}" for n in LABELS)
         lines.append(f"{_run_label(key, results):<18}{run['calls_per_sgd_step']:>10} {cells}{run['diverged']:>4}")
     lines.append(f"SVAG(1) with SGD's keys equals SGD bit for bit: {'yes' if results['svag1_equals_sgd'] else 'NO'}")
     weak = results["weak_error"]
     ref = weak["reference_ell"]
-    lines += ["", f"Weak error against SVAG({ref}): Δ(ℓ) = E_ℓ[φ] − E_{ref}[φ] (z); fit |Δ| ∝ (1/ℓ − 1/{ref})^p, 95% CI"]
-    head = f"{'observable':<17}" + "".join(f"{f'ℓ = {e}':>17}" for e in weak["ells"]) + "  order"
-    lines += [head, "-" * min(len(head) + 20, 100)]
+    lines += ["", f"Weak error against SVAG({ref}): Δ(ℓ) = E_ℓ[φ] − E_{ref}[φ] (z)"]
+    head = f"{'observable':<17}" + "".join(f"{f'ℓ = {e}':>16}" for e in weak["ells"])
+    lines += [head, "-" * len(head)]
     for name in LABELS:
         gap = weak[name]
-        cells = "".join(f"{f'{_num(v):+.4f} ({_num(z):.1f})':>17}" for v, z in zip(gap["value"], gap["z"]))
-        lines.append(f"{LABELS[name]:<17}{cells}  {_order_text(gap['order'])}")
+        cells = "".join(f"{f'{_num(v):+.4f} ({_num(z):.1f})':>16}" for v, z in zip(gap["value"], gap["z"]))
+        lines.append(f"{LABELS[name]:<17}{cells}")
+    lines += ["", f"Order of |Δ| ∝ (1/ℓ − 1/{ref})^p over the gaps with |z| ≥ {weak['min_z']:g} (95% CI):"]
+    lines += [f"  {LABELS[name]:<17}{_order_text(weak[name]['order'])}" for name in LABELS]
     noise = results["noise_scales"]
     if noise is None:
         return "\n".join(lines + [f"\nruntime {results['runtime_s']:.0f} s"])
@@ -214,7 +218,7 @@ def format_scaling_table(results: dict) -> str:
     """Final values per κ (± 1 se), the gaps to the SVAG reference (z), κ* and the first
     κ that parts."""
     spec, ref = results["spec"], results["reference"]
-    lines = [f"Linear scaling rule: SGD (iid) at (κη, κS), η = {spec['learning_rate']:g}, S = {spec['batch_size']}, "
+    lines = [f"Scaling rule: SGD (iid) at (κη, κS), η = {spec['learning_rate']:g}, S = {spec['batch_size']}, "
              f"{results['clock']}", f"reference {ref['stepper']} at (η, S); {results['replicas']} replicas; ± 1 se", ""]
     head = (f"{'κ':>3}{'κη':>7}{'κS':>6}{'steps':>6}{'train loss':>17}{'gap (z)':>16}{'test acc':>17}"
             f"{'gap (z)':>16}{'div':>5}")
