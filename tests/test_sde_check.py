@@ -5,8 +5,10 @@ bad input named before any work."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
+from nn.test_nn_data import _mnist_folder
 
 from sgdsde import cli
 from sgdsde.experiments import sde_check
@@ -174,3 +176,15 @@ def test_scaling_rule_example_checks_options_before_any_work(tmp_path, capsys, m
         module.main(["--out", str(blocker)])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "--out:" in err and "is not a folder" in err
+
+
+@pytest.mark.parametrize("dotted", [False, True], ids=["dashed", "dotted"])
+def test_load_data_reads_a_local_mnist_folder(tmp_path, dotted):
+    arrays = _mnist_folder(tmp_path, np.random.default_rng(0), n_train=40, n_test=10, dotted=dotted)
+    splits = sde_check.load_data(tmp_path, key=jax.random.key(0), train_examples=20)
+    assert splits.train.name == "mnist" and splits.validation is None
+    assert splits.train.num_examples == 20 and splits.test.num_examples == 10
+    np.testing.assert_array_equal(splits.train.y, arrays["train"][1][:20])  # the first 20, in order
+    np.testing.assert_array_equal(splits.test.y, arrays["t10k"][1])
+    with pytest.raises(ValueError, match="data_format: 'mnist' needs a folder"):
+        sde_check.load_data(None, "mnist", key=jax.random.key(0))

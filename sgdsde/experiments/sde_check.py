@@ -93,7 +93,7 @@ def _log(progress: bool, message: str) -> None:
 def _detect_format(folder: Path) -> str:
     """The data format of a local folder, from the names of its files."""
     names = {p.name.removesuffix(".gz") for p in folder.rglob("*") if p.is_file()}
-    if "train-images-idx3-ubyte" in names:
+    if any(name.startswith("train-images") and name.endswith("idx3-ubyte") for name in names):
         return "mnist"  # Fashion-MNIST has the same files: pass data_format="fashion_mnist"
     if "data_batch_1.bin" in names:
         return "cifar10"
