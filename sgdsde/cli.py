@@ -211,20 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: the built-in digits)")
     check.add_argument("--format", default=None, choices=["mnist", "fashion_mnist", "cifar10", "cifar100"],
                        help="the format of --data (default: detected from the file names)")
-    check.add_argument("--train-examples", type=integer_at_least(2), default=None,
+    check.add_argument("--train-examples", type=integer_at_least(2), default=None, metavar="N",
                        help="train on the first N training examples (default: all)")
-    check.add_argument("--learning-rate", type=positive_number, default=None, help="η (default: 1.0)")
-    check.add_argument("--batch-size", type=integer_at_least(1), default=None, help="S (default: 32)")
-    check.add_argument("--steps", type=integer_at_least(1), default=None,
+    check.add_argument("--learning-rate", type=positive_number, default=None, metavar="η", help="η (default: 1.0)")
+    check.add_argument("--batch-size", type=integer_at_least(1), default=None, metavar="S", help="S (default: 32)")
+    check.add_argument("--steps", type=integer_at_least(1), default=None, metavar="K",
                        help="SGD steps, a multiple of 100 (default: 1000; --quick: 100)")
     check.add_argument("--sde", default=None, choices=["em", "sme2"],
                        help="the SDE solver: em (Euler–Maruyama, the first-order SDE) or sme2 (the second-order "
                        "modified equation, drift g + (η/2)Hg) (default: em)")
-    check.add_argument("--replicas", type=integer_at_least(2), default=32,
+    check.add_argument("--replicas", type=integer_at_least(2), default=32, metavar="R",
                        help="SGD and SVAG replicas (default: %(default)s)")
     check.add_argument("--quick", action="store_true", help="a tiny run (seconds; the test suite)")
-    check.add_argument("--out", default="sgdsde-output/sde_check", help="output folder (default: %(default)s)")
-    check.add_argument("--seed", type=integer_at_least(0), default=0)
+    check.add_argument("--out", default="sgdsde-output/sde_check", metavar="DIR",
+                       help="output folder (default: %(default)s)")
+    check.add_argument("--seed", type=integer_at_least(0), default=0, metavar="K", help="random seed (default: 0)")
     check.add_argument("--quiet", action="store_true", help="no progress lines")
     check.set_defaults(func=_sde_check, parser=check, aliases={"data_format": "--format"})
     return parser
