@@ -65,7 +65,8 @@ def _runner(stepper, problem, hyper, params, calls: int, replicas: int):
     compiled program is reused across calls)."""
     observers = [sd.observers.endpoint()]
     key = jax.random.key(1)
-    return lambda: sd.run(key, stepper, problem, hyper, params, calls, replicas=replicas, observers=observers)["endpoint"]
+    return lambda: sd.run(key, stepper, problem, hyper, params, calls, replicas=replicas,
+                          observers=observers)["endpoint"]
 
 
 def measure(a) -> dict:

@@ -48,8 +48,8 @@ from ..svag import svag
 from .output import check_out_dir, save_outputs
 from .sde_check_report import _scalar, format_scaling_table, format_table, plot, plot_scaling
 
-__all__ = ["default_spec", "scaling_rule_spec", "load_data", "sde_check", "scaling_rule", "weak_error_in_ell", "format_table", "plot",
-           "format_scaling_table", "plot_scaling", "main"]
+__all__ = ["default_spec", "scaling_rule_spec", "load_data", "sde_check", "scaling_rule", "weak_error_in_ell",
+           "format_table", "plot", "format_scaling_table", "plot_scaling", "main"]
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 # the scalar observables of the weak-error fit: the final values, and the train loss averaged

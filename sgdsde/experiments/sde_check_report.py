@@ -159,7 +159,8 @@ def plot(results: dict):
     weak = results["weak_error"]
     x = nums(weak["x"])
     markers = {"train_loss_mean": "o", "train_loss": "s", "test_loss": "^", "test_accuracy": "D"}
-    palette = {"train_loss_mean": "#1f77b4", "train_loss": "#ff7f0e", "test_loss": "#2ca02c", "test_accuracy": "#9467bd"}
+    palette = {"train_loss_mean": "#1f77b4", "train_loss": "#ff7f0e", "test_loss": "#2ca02c",
+               "test_accuracy": "#9467bd"}
     for name in LABELS:
         gap = weak[name]
         value, stderr = np.abs(nums(gap["value"])), nums(gap["stderr"])
@@ -219,7 +220,8 @@ def format_scaling_table(results: dict) -> str:
     κ that parts."""
     spec, ref = results["spec"], results["reference"]
     lines = [f"Scaling rule: SGD (iid) at (κη, κS), η = {spec['learning_rate']:g}, S = {spec['batch_size']}, "
-             f"{results['clock']}", f"reference {ref['stepper']} at (η, S); {results['replicas']} replicas; ± 1 se", ""]
+             f"{results['clock']}",
+             f"reference {ref['stepper']} at (η, S); {results['replicas']} replicas; ± 1 se", ""]
     head = (f"{'κ':>3}{'κη':>7}{'κS':>6}{'steps':>6}{'train loss':>17}{'gap (z)':>16}{'test acc':>17}"
             f"{'gap (z)':>16}{'div':>5}")
     lines += [head, "-" * len(head)]
@@ -279,7 +281,8 @@ def plot_scaling(results: dict):
     noise = results["noise_scales"]
     t = np.asarray([_num(v) for v in noise["times"]])
     nsr, se = (np.asarray([_num(v) for v in noise[k]]) for k in ("nsr", "nsr_stderr"))
-    ax.errorbar(t, nsr, yerr=[np.minimum(2 * se, 0.95 * nsr), 2 * se], fmt="o-", color="#1f77b4", capsize=3, ms=4, label="NSR = tr C/(S‖g‖²), base run")
+    ax.errorbar(t, nsr, yerr=[np.minimum(2 * se, 0.95 * nsr), 2 * se], fmt="o-", color="#1f77b4", capsize=3, ms=4,
+                label="NSR = tr C/(S‖g‖²), base run")
     if np.isfinite(star):
         ax.axhline(star, color="k", ls=":", lw=1.2, label=f"κ* = {star:.2f} (its minimum)")
     ax.set_yscale("log")
