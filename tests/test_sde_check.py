@@ -81,8 +81,9 @@ def test_weak_error_fit_recovers_order_one_in_one_over_ell():
     ells = [1, 2, 4, 8, 16]
     weak = sde_check.weak_error_in_ell(_fake_runs(ells, 0.3, 0.2, 1e-3), ells)
     for name in sde_check.OBSERVABLES:
-        fit = weak[name]["order"]
-        assert fit["slope"] == pytest.approx(1.0, abs=1e-9)
+        for fit in (weak[name]["order"], weak[name]["order_svag"]):  # all ℓ; SVAG alone (ℓ ≥ 2)
+            assert fit["slope"] == pytest.approx(1.0, abs=1e-9)
+        assert list(weak[name]["order_svag"]["used"]) == [False, True, True, True]
         assert np.all(weak[name]["resolved"])
         np.testing.assert_allclose(weak[name]["value"], 0.2 * (1 / np.array(ells[:-1]) - 1 / 16), rtol=1e-12)
         # the error bar of Δ is the replica standard errors of both means in quadrature:

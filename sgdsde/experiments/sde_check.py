@@ -150,10 +150,8 @@ def _ensemble(key, stepper, problem, hyper, params, test, steps: int, every: int
         record = result[f"{split}_metrics"]["values"]
         for metric in ("loss", "accuracy"):
             curves[f"{split}_{metric}"] = np.asarray(record[metric], np.float64)
-    samples = {
-        "train_loss_mean": curves["train_loss"][1:].mean(axis=0),
-        **{name: curves[name][-1] for name in OBSERVABLES[1:]},
-    }
+    samples = {"train_loss_mean": curves["train_loss"][1:].mean(axis=0),
+               **{name: curves[name][-1] for name in OBSERVABLES[1:]}}
     out = {
         "stepper": stepper.name,
         "calls_per_sgd_step": per_step,
@@ -171,8 +169,8 @@ def _ensemble(key, stepper, problem, hyper, params, test, steps: int, every: int
 def weak_error_in_ell(runs: dict, ells: Sequence[int], min_z: float = 3.0) -> dict:
     """Δ(ℓ) = E_ℓ[φ] − E_ℓmax[φ] for every ℓ < ℓmax (ℓ = 1: SGD) and each observable, its
     standard error and z, and the GLS fit |Δ| ∝ (1/ℓ − 1/ℓmax)^p over the resolved points
-    (|z| ≥ min_z). The runs have independent keys, so Cov(Δ_ℓ, Δ_ℓ') = δ_ℓℓ' se_ℓ² + se_ref²
-    (the shared reference)."""
+    (|z| ≥ min_z): ``order`` over every ℓ, ``order_svag`` over ℓ ≥ 2 (SGD left out). The runs
+    have independent keys: Cov(Δ_ℓ, Δ_ℓ') = δ_ℓℓ' se_ℓ² + se_ref² (the shared reference)."""
     ells = [int(e) for e in ells]
     reference, others = ells[-1], ells[:-1]
     x = np.array([1.0 / e - 1.0 / reference for e in others])
@@ -185,8 +183,11 @@ def weak_error_in_ell(runs: dict, ells: Sequence[int], min_z: float = 3.0) -> di
         stderr = np.sqrt(var + ref_se**2)
         z = value / stderr
         resolved = np.isfinite(z) & (np.abs(z) >= min_z)
-        fit = fit_order(x, value, np.diag(var) + ref_se**2, use=resolved)
-        out[name] = {"value": value, "stderr": stderr, "z": z, "resolved": resolved, "order": fit.as_dict()}
+        covariance = np.diag(var) + ref_se**2
+        fit, svag_only = (fit_order(x, value, covariance, use=resolved & keep)
+                          for keep in (True, np.array(others) >= 2))  # all ℓ; SVAG alone (ℓ ≥ 2, no SGD)
+        out[name] = {"value": value, "stderr": stderr, "z": z, "resolved": resolved, "order": fit.as_dict(),
+                     "order_svag": svag_only.as_dict()}
     return out
 
 
@@ -357,9 +358,7 @@ def _final(key, stepper, problem, hyper, params, test, calls, replicas) -> dict:
     out = {"diverged": int((~keep).sum()), "replicas": replicas}
     for name in METRICS:
         split, metric = name.split("_")
-        values = np.asarray(result[f"{split}_metrics"]["values"][metric], np.float64)[-1]
-        values = np.where(keep, values, np.nan)
-        out[name] = values
+        out[name] = values = np.where(keep, np.asarray(result[f"{split}_metrics"]["values"][metric])[-1], np.nan)
         out[name + "_mean"], out[name + "_stderr"] = _scalar({"samples": {name: values}}, name)
     return out
 
