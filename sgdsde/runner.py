@@ -45,6 +45,7 @@ from ._checks import check_int, typed_key
 from ._progress import Progress
 from .hyper import Hyper
 from .problem import Problem
+from .schedules import Schedule
 from .simulation import (
     DIVERGENCE,
     Simulation,
@@ -184,6 +185,8 @@ def _clock_converter(hyper: Hyper, grid_shape: tuple, dt: float, num_steps: int,
     if clock == "steps":
         return lambda calls: np.asarray(calls, dtype=np.float64) * dt
     rate = hyper.learning_rate
+    if isinstance(rate, Schedule):  # pytree schedules, one per configuration: Σ η_g(i)·dt per g
+        return _schedule_clock(rate, grid_shape, dt, num_steps)
     if callable(rate):  # one schedule for every configuration: cumulative Σ η(i)·dt
         from .sde import sgd_step_of
 
@@ -201,6 +204,28 @@ def _clock_converter(hyper: Hyper, grid_shape: tuple, dt: float, num_steps: int,
     def convert(calls):
         calls = np.asarray(calls, dtype=np.float64)
         return calls * dt * eta.reshape(grid_shape + (1,) * (calls.ndim - len(grid_shape)))
+
+    return convert
+
+
+def _schedule_clock(rate: Schedule, grid_shape: tuple, dt: float, num_steps: int):
+    """The "sme" converter of a :mod:`sgdsde.schedules` learning rate whose parameters may
+    carry grid axes (a stacked schedule): t_g(k) = Σ_{i<k} η_g(i)·dt for each configuration
+    g, η_g(i) the rate at the SGD step call i falls in, summed in float64 on the host."""
+    from .sde import sgd_step_of
+
+    size = int(np.prod(grid_shape)) if grid_shape else 1
+    flat = rate.broadcast_batch(grid_shape).reshape_batch((size,))  # (G,) configurations
+    steps = np.asarray(sgd_step_of(jnp.arange(max(num_steps, 1), dtype=jnp.int32), dt))
+    rates = np.asarray(jax.vmap(flat)(jnp.asarray(steps)), dtype=np.float64)  # (K, G)
+    rates = np.broadcast_to(rates.reshape(len(steps), -1), (len(steps), size))[:num_steps]
+    elapsed = np.concatenate([np.zeros((1, size)), np.cumsum(rates * dt, axis=0)]).T  # (G, K + 1)
+
+    def convert(calls):
+        calls = np.asarray(calls)
+        tail = calls.shape[len(grid_shape):]
+        index = np.broadcast_to(calls, grid_shape + tail).reshape(size, -1)
+        return np.take_along_axis(elapsed, index, axis=1).reshape(grid_shape + tail)
 
     return convert
 

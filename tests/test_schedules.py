@@ -224,3 +224,52 @@ def count_core_compiles(fn) -> int:
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     return sum(name == "jit(core)" for name in names)
+
+
+# ------------------------------------------------------------------ stacked schedules as leaves
+def test_stacked_learning_rate_schedule_on_the_sme_clock_with_dt():
+    """on_clock("sme") of a stacked learning-rate schedule: per configuration g,
+    t_g(k) = Σ_{i<k} η_g(⌊i·dt⌋)·dt (dt = ½: SGD step ⌊i/2⌋ for call i), for Euler–Maruyama."""
+    dt, calls, period = 0.5, 24, 4
+    problem = sd.problems.quadratic(np.diag([1.0, 3.0]), np.eye(2), N, key=jax.random.key(2))
+    lrs = sch.stack([sch.cyclic(0.05, 0.2, period, "square"), sch.linear_warmup(0.01, 0.1, 5)])
+    stepper = sd.euler_maruyama(sd.noise.isotropic(1.0), dt)
+    result = sd.run(jax.random.key(1), stepper, problem, sd.Hyper(lrs, 8), jnp.zeros(2), calls,
+                    observers=[sd.observers.loss_curve(4)], clock="sme")
+    sgd_steps = np.arange(calls) // 2
+    rates = [np.where((sgd_steps % period) * 2 < period, 0.05, 0.2), 0.01 + 0.09 * np.minimum(sgd_steps, 5) / 5]
+    for g in range(2):
+        elapsed = np.concatenate([[0.0], np.cumsum(rates[g] * dt)])
+        np.testing.assert_allclose(result["loss_curve"]["times"][g], elapsed[::4], rtol=1e-6)
+        np.testing.assert_allclose(result.duration[g], elapsed[-1], rtol=1e-6)
+
+
+def test_grad_through_a_stacked_schedule_parameter_matches_finite_differences(x64):
+    """d/d(high) of the final mean loss of sd.simulate, for a stacked cyclic learning
+    rate whose ``high`` leaf has a grid axis of 2 (one leaf per configuration), against
+    central differences f(h ± δ). SGD (iid minibatches, drawn independently of η) is a
+    smooth function of η along a fixed path. Tolerance derived from the differences
+    themselves: central differences err by c·δ² (+ rounding ≈ eps·|f|/δ), so the
+    difference between the estimates at δ and δ/2 (¾ c·δ²) bounds the error of the δ/2
+    one; the rounding term is added."""
+    problem = sd.problems.quadratic(np.diag([1.0, 3.0]), np.eye(2), N, key=jax.random.key(2))
+    weights = jnp.array([1.0, 2.0])
+
+    def objective(high):
+        lr = sch.Cyclic(jnp.array([0.05, 0.02]), high, np.array([6, 4]), np.array([0, 0]), "triangle")
+        sim = sd.simulate(jax.random.key(3), sd.sgd("iid"), problem, sd.Hyper(lr, 4), jnp.array([1.0, -1.0]), 30,
+                          replicas=8)
+        losses = jax.vmap(jax.vmap(problem.loss))(sim["endpoint"])  # (2 configurations, R)
+        return jnp.sum(weights * losses.mean(axis=1))
+
+    high = jnp.array([0.2, 0.3])
+    grad = np.asarray(jax.grad(objective)(high))
+    f0 = float(objective(high))
+    for g in range(2):
+        unit = jnp.zeros(2).at[g].set(1.0)
+        central = lambda d: float(objective(high + d * unit) - objective(high - d * unit)) / (2 * d)
+        delta = 1e-4
+        coarse, fine = central(delta), central(delta / 2)
+        atol = abs(coarse - fine) + 100 * np.finfo(float).eps * abs(f0) / (delta / 2)
+        assert abs(grad[g] - fine) <= atol, (g, grad[g], fine, atol)
+        assert abs(grad[g]) > 100 * atol  # a real derivative, far above the tolerance

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from ..hyper import _FIELDS, Hyper
+from ..hyper import _FIELDS, Hyper, _is_static
+from ..schedules import Schedule
 from ._fingerprint import _digest
 from ._results import SweepWarning
 
@@ -38,12 +39,18 @@ def _chunking(per_chunk, block, total: int, device_count: int, largest_group: in
 
 
 def _batch_groups(values: list, total: int, grouped: bool) -> list[tuple[int | None, list[int]]]:
-    """The configurations g = 0 … total−1 by batch size, in order of first appearance:
-    ``[(S, [g, …]), …]``. One group ``(None, all)`` (drawn at the grid's ``max_batch_size``,
-    masked) when not ``grouped`` or when the batch size is a schedule."""
+    """The configurations g = 0 … total−1 by the size their minibatches are drawn at, in
+    order of first appearance: ``[(S, [g, …]), …]``. For an array batch size that is S; for
+    a :mod:`sgdsde.schedules` batch size it is the largest S the configuration's schedule
+    takes (its rounded ``max``), the size ``sgdsde.run`` draws at for that configuration
+    alone (masked below it at the steps where S_k is smaller). One group ``(None, all)``
+    (drawn at the grid's ``max_batch_size``, masked) when not ``grouped`` or when the batch
+    size is a plain callable (static: one schedule for the whole grid)."""
     sizes = values[_FIELDS.index("batch_size")]
-    if not grouped or callable(sizes):
+    if not grouped or _is_static(sizes):
         return [(None, list(range(total)))]
+    if isinstance(sizes, Schedule):
+        sizes = np.round(np.asarray(sizes.max, dtype=np.float64))
     groups: dict[int, list[int]] = {}
     for g, size in enumerate(np.asarray(sizes).tolist()):
         groups.setdefault(int(size), []).append(g)
@@ -68,11 +75,56 @@ def _process_chunks(groups: list, per_chunk: int, pending: set, process: int, pr
 
 
 def _flat_values(hyper: Hyper, grid_shape: tuple, total: int) -> list:
-    """Per field: the flattened grid values (total,) in their own dtype, or the schedule."""
-    return [
-        v if callable(v) else np.broadcast_to(np.asarray(v), grid_shape).reshape(total)
-        for v in hyper._values()
-    ]
+    """Per field: the flattened grid values (total,) in their own dtype; a
+    :mod:`sgdsde.schedules` pytree with its grid axes broadcast and flattened to (total,)
+    (every leaf then has the configuration axis first: :func:`_take` indexes it); a plain
+    callable as it is (static: the same schedule for every configuration)."""
+    values = []
+    for v in hyper._values():
+        if _is_static(v):
+            values.append(v)
+        elif isinstance(v, Schedule):
+            flat = v.broadcast_batch(grid_shape).reshape_batch((total,))
+            values.append(jax.tree_util.tree_map(np.asarray, flat))
+        else:
+            values.append(np.broadcast_to(np.asarray(v), grid_shape).reshape(total))
+    return values
+
+
+def _take(value, index: np.ndarray):
+    """The configurations ``index`` of one field of :func:`_flat_values`."""
+    if _is_static(value):
+        return value
+    if isinstance(value, Schedule):
+        return jax.tree_util.tree_map(lambda x: x[index], value)
+    return value[index]
+
+
+def _schedule_record(value: Schedule, grid_shape: tuple, total: int) -> dict:
+    """A stacked schedule in the manifest: its kind, and each parameter (leaf) by value per
+    configuration, on the grid (``"leaves"``: path → nested list)."""
+    flat = jax.tree_util.tree_map(np.asarray, value.broadcast_batch(grid_shape).reshape_batch((total,)))
+    leaves = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(flat):
+        leaves[jax.tree_util.keystr(path)] = leaf.reshape(grid_shape + leaf.shape[1:]).tolist()
+    return {"schedule": _schedule_name(value), "structure": str(jax.tree_util.tree_structure(value)),
+            "leaves": leaves}
+
+
+def _schedule_code(value: Schedule) -> list:
+    """The code of a pytree schedule (its ``__call__`` and those of the schedules in it)."""
+    code = [type(value).__call__]
+    for child in value._children().values():
+        for item in (child if isinstance(child, tuple) else (child,)):
+            if isinstance(item, Schedule):
+                code += _schedule_code(item)
+    return code
+
+
+def _schedule_name(value) -> str:
+    if isinstance(value, Schedule):
+        return f"{type(value).__name__}{getattr(value, 'shape', '') and '(' + value.shape + ')'}"
+    return getattr(value, "__name__", "schedule")
 
 
 def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, observers, clock, keep_state,
@@ -80,13 +132,19 @@ def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, ob
     grid_shape = hyper.grid_shape
     key_data = np.asarray(jax.random.key_data(key))
     grid = {}
+    total = int(np.prod(grid_shape)) if grid_shape else 1
     for field, value in zip(_FIELDS, hyper._values()):
-        if callable(value):
-            grid[field] = {"schedule": getattr(value, "__name__", "schedule")}
+        if isinstance(value, Schedule):  # parameters by value, per configuration
+            grid[field] = _schedule_record(value, grid_shape, total)
+        elif callable(value):
+            grid[field] = {"schedule": _schedule_name(value)}
         else:
             arr = np.broadcast_to(np.asarray(value), grid_shape)
             grid[field] = {"values": arr.tolist(), "dtype": arr.dtype.str}
-    schedules = [v for v in hyper._values() if callable(v)]
+    # plain callables (static) by code and values; pytree schedules by their kind (code)
+    # here and their parameters in "grid" (data)
+    schedules = [v for v in hyper._values() if _is_static(v)]
+    schedules += [_schedule_code(v) for v in hyper._values() if isinstance(v, Schedule)]
     fingerprint = {
         "key": _digest((str(jax.random.key_impl(key)), key_data)),
         "grid": _digest((grid, hyper.max_batch_size)),
@@ -100,7 +158,7 @@ def _manifest(key, stepper, problem, hyper, init_params, num_steps, replicas, ob
         "schedules": _digest(schedules),
         # the values a schedule takes are data (allow_code_changes does not cover them)
         "schedule_values": _digest([_schedule_values(f, max(num_steps, int(np.ceil(num_steps * stepper.dt))))
-                                    for f in schedules]),
+                                    for f in hyper._values() if callable(f)]),
     }
     if callable(init_params):
         fingerprint["init_params_code"] = _digest(init_params)

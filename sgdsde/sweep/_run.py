@@ -19,7 +19,7 @@ from ..hyper import _FIELDS, Hyper
 from ..problem import Problem
 from ..steppers import Stepper
 from ._plan import (FORMAT, _batch_groups, _check_same_sweep, _chunking, _flat_values, _manifest,
-                    _process_chunks, _sweep_id)
+                    _process_chunks, _sweep_id, _take)
 from ._processes import local_devices, wait_for_others
 from ._results import PyTree, SweepProgress, SweepResult, SweepWarning
 from ._storage import (
@@ -75,7 +75,8 @@ def run_sweep(
       one the sweep in ``out_dir`` was started with, else ``configs_per_chunk`` / device
       count (one block per device and chunk).
     group_batch_sizes: True runs the configurations of each batch size S apart, each
-      drawing minibatches of S (no masked work; one compilation per distinct S); False
+      drawing minibatches of S (no masked work; one compilation per distinct S; a stacked
+      batch-size schedule by its largest size, masked below it as in a run alone); False
       runs every chunk at the grid's largest S, masked (one compilation). Same random
       numbers either way; the numbers differ by float rounding only. Default None: the
       setting the sweep in ``out_dir`` was started with, else True.
@@ -148,8 +149,7 @@ def run_sweep(
     for number, (batch_size, chunk) in enumerate(chunks, start=1):
         padded = np.asarray(chunk + [chunk[-1]] * (per_chunk - len(chunk)))
         # a group of one batch size S draws at S: no masked work (S_max of the grid when not grouped)
-        sub = Hyper(*(v if callable(v) else v[padded] for v in values),
-                    max_batch_size=batch_size or hyper.max_batch_size)
+        sub = Hyper(*(_take(v, padded) for v in values), max_batch_size=batch_size or hyper.max_batch_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", runner.DivergenceWarning)  # reported once, at the end
             result = runner.run(key, stepper, problem, sub, init_params, num_steps, replicas=replicas,
