@@ -48,12 +48,13 @@ from sgdsde.nn import metrics
 from sgdsde.sweep import run_sweep
 
 from ..sde_check import load_data
+from ._verdict import Verdict
 
 PyTree = Any
 
 __all__ = ["HIDDEN", "SAMPLING", "PAPER", "make_model", "load_splits", "make_problem", "train_grid",
            "flatten_configs", "take", "evaluate", "trainable_loss", "hessian_norm", "hessian_norm_exact",
-           "top_eigenvalue", "line_metrics", "end_curvature", "barrier", "summary"]
+           "top_eigenvalue", "line_metrics", "end_curvature", "barrier", "summary", "verdict_dict"]
 
 PAPER = "Jastrzębski et al. 2018, Three Factors Influencing Minima in SGD"
 HIDDEN = (32, 32, 32, 32)  # the paper's "4 layer Batch Normalized ReLU MLP" (widths ours: 8×8 digits)
@@ -220,6 +221,16 @@ def barrier(alphas: Sequence[float], values: Sequence[float]) -> float:
     inside = (alphas >= -1e-12) & (alphas <= 1 + 1e-12)
     chord = (1 - alphas) * values[i0] + alphas * values[i1]
     return float(np.max((values - chord)[inside]))
+
+
+def verdict_dict(verdict) -> dict:
+    """A verdict as a dict, whether a :class:`~._verdict.Verdict`, its dict, or its
+    fields as a list (a Verdict written to JSON by itself)."""
+    if hasattr(verdict, "_asdict"):
+        return verdict._asdict()
+    if isinstance(verdict, dict):
+        return verdict
+    return Verdict(*verdict)._asdict()
 
 
 def summary(values) -> dict:
