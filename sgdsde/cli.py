@@ -5,6 +5,8 @@
     sgdsde demo [--out DIR] [--sampling subset|iid|epoch] [--learning-rates η ...] [--batch-sizes S ...]
                 [--replicas R] [--sample-steps T] [--seed K] [--quiet]
     sgdsde sde-check [--data FOLDER [--format F]] [--steps K] [--replicas R] [--quick] [--out DIR] [--seed K]
+    sgdsde reproduce --list
+    sgdsde reproduce NAME [--quick] [--data FOLDER [--format F]] [--out DIR] [--seed K] [--quiet]
 
 Every option is checked before any work: counts and ranges, the landscape file, and the
 output folder (it must be a folder, or creatable, and writable). Options are never
@@ -134,6 +136,28 @@ def _sde_check(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from .experiments import reproduce
+
+    prog = args.parser.prog
+    if args.list:
+        if args.name is not None:
+            raise UsageError(prog, "--list: lists the experiments and runs none; give either NAME or --list")
+        print(reproduce.format_list())
+        return 0
+    if args.name is None:
+        raise UsageError(prog, "give an experiment NAME (sgdsde reproduce --list shows them)")
+    if args.format is not None and args.data is None:
+        raise UsageError(prog, "--format: names the format of a --data folder; give --data too")
+    try:
+        name = reproduce.get(args.name).name
+    except ValueError as err:
+        raise UsageError(prog, f"NAME: {str(err).removeprefix('name: ')}") from None
+    reproduce.reproduce(name, quick=args.quick, data=args.data, data_format=args.format, out=args.out,
+                        seed=args.seed, progress=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="sgdsde", description="SGD as an SDE: simulations against exact theory.")
     from . import __version__
@@ -228,6 +252,31 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=integer_at_least(0), default=0, metavar="K", help="random seed (default: 0)")
     check.add_argument("--quiet", action="store_true", help="no progress lines")
     check.set_defaults(func=_sde_check, parser=check, aliases={"data_format": "--format"})
+    repro = sub.add_parser(
+        "reproduce",
+        parents=[common],
+        help="the seed papers' experiments, each claim against our measurement with a verdict",
+        description="Runs one experiment of Jastrzębski et al. (2018), Smith & Le (2018) or He, Liu & Tao "
+        "(2019) on the built-in 8x8 digits (or a --data folder) and prints the paper's claim beside the "
+        "measured statistic and a verdict (confirmed, not confirmed, contradicted). Writes a table, "
+        "<name>.json and <name>.png in --out; grids run as resumable sweeps in <out>/<name>-sweeps, so a "
+        "run started again with the same arguments continues where it stopped. --list shows the "
+        "experiments (docs/reproductions.md).",
+    )
+    repro.add_argument("name", nargs="?", default=None, metavar="NAME",
+                       help="the experiment (its name or label; see --list)")
+    repro.add_argument("--list", action="store_true", help="list the experiments, their papers and claims; run none")
+    repro.add_argument("--quick", action="store_true", help="a small version (seconds; the test suite)")
+    repro.add_argument("--data", default=None, metavar="FOLDER",
+                       help="a local MNIST / Fashion-MNIST (IDX) or CIFAR-10/100 (binary) folder "
+                       "(default: the built-in digits)")
+    repro.add_argument("--format", default=None, choices=["mnist", "fashion_mnist", "cifar10", "cifar100"],
+                       help="the format of --data (default: detected from the file names)")
+    repro.add_argument("--out", default="sgdsde-output/reproduce", metavar="DIR",
+                       help="output folder (default: %(default)s)")
+    repro.add_argument("--seed", type=integer_at_least(0), default=0, metavar="K", help="random seed (default: 0)")
+    repro.add_argument("--quiet", action="store_true", help="no progress lines")
+    repro.set_defaults(func=_reproduce, parser=repro, aliases={"data_format": "--format", "name": "NAME"})
     return parser
 
 

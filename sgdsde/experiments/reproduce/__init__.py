@@ -20,7 +20,9 @@ reproduction continues where it stopped when run again with the same arguments."
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from ..output import check_out_dir, save_outputs
 from ._verdict import CONFIRMED, CONTRADICTED, NOT_CONFIRMED, Verdict
 
 __all__ = ["Experiment", "Verdict", "CONFIRMED", "NOT_CONFIRMED", "CONTRADICTED", "experiments", "names",
-           "get", "reproduce", "format_verdicts", "sweep_folder"]
+           "get", "reproduce", "format_verdicts", "format_list", "sweep_folder"]
 
 # the modules that define the experiments (each has EXPERIMENTS: a tuple of Experiment), in
 # the order of --list
@@ -68,10 +70,17 @@ class Experiment:
     default_runtime: str = ""
 
 
+def _present_modules() -> list[str]:
+    """The modules of ``_MODULES`` that exist (a module not written yet is left out; one
+    that exists is imported, and its errors are raised, never hidden)."""
+    return [m for m in _MODULES if importlib.util.find_spec(f"{__name__}.{m}") is not None]
+
+
 def experiments() -> dict[str, Experiment]:
-    """Every experiment by name, in the order of ``--list``."""
+    """Every experiment by name, in the order of ``--list`` (the modules of ``_MODULES``
+    that exist; an error while importing one is raised)."""
     found: dict[str, Experiment] = {}
-    for module in _MODULES:
+    for module in _present_modules():
         for experiment in importlib.import_module(f"{__name__}.{module}").EXPERIMENTS:
             if experiment.name in found:
                 raise RuntimeError(f"two experiments named {experiment.name!r}")
@@ -94,6 +103,16 @@ def get(name: str) -> Experiment:
     if len(by_label) == 1:
         return by_label[0]
     raise ValueError(f"name: no experiment {name!r}; the experiments are {', '.join(table)}")
+
+
+def format_list(width: int = 100) -> str:
+    """One entry per experiment (``sgdsde reproduce --list``): label, name, paper and
+    claim, wrapped at ``width`` characters."""
+    entries = []
+    for e in experiments().values():
+        text = f"{e.label:>3s}  {e.name}: {e.paper}. Claim: {e.claim}"
+        entries.append(textwrap.fill(text, width=width, subsequent_indent=" " * 5, break_on_hyphens=False))
+    return "\n".join(entries)
 
 
 def sweep_folder(out: str | os.PathLike, name: str, part: str = "grid") -> Path:

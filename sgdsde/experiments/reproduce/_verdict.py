@@ -50,6 +50,18 @@ class Verdict(NamedTuple):
         return self._asdict()
 
 
+def _check_sign(expected_sign) -> int:
+    if expected_sign not in (1, -1) or isinstance(expected_sign, bool):
+        raise ValueError(f"expected_sign: must be +1 or -1, got {expected_sign!r}")
+    return int(expected_sign)
+
+
+def _check_level(value, name: str, low: float, high: float) -> float:
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and low < float(value) < high):
+        raise ValueError(f"{name}: must be a number in ({low:g}, {high:g}), got {value!r}")
+    return float(value)
+
+
 def _sign_verdict(significant: bool, sign: float, expected_sign: int) -> str:
     if not significant or sign == 0:
         return NOT_CONFIRMED
@@ -67,7 +79,9 @@ def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, n
 def correlation_verdict(claim: str, x: Sequence[float], y: Sequence[float], expected_sign: int,
                         alpha: float = 0.05) -> Verdict:
     """Spearman ρ of (x, y) (non-finite pairs dropped), its two-sided p-value, and the
-    verdict on the claim "ρ has sign ``expected_sign``" at level ``alpha``."""
+    verdict on the claim "ρ has sign ``expected_sign``" (+1 or −1) at level ``alpha``
+    (p < alpha). Fewer than 3 finite pairs, or a constant sample: ρ = NaN, not confirmed."""
+    expected_sign, alpha = _check_sign(expected_sign), _check_level(alpha, "alpha", 0.0, 1.0)
     x, y = _finite_pairs(x, y)
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return Verdict(claim, "spearman", math.nan, None, None, NOT_CONFIRMED,
@@ -85,6 +99,11 @@ def slope_verdict(claim: str, x: Sequence[float], y: Sequence[float], *, expecte
     ``expected_value`` (the interval must contain it; contradicted when it excludes it)."""
     if (expected_sign is None) == (expected_value is None):
         raise ValueError("give exactly one of expected_sign and expected_value")
+    if expected_sign is not None:
+        expected_sign = _check_sign(expected_sign)
+    elif not math.isfinite(expected_value):
+        raise ValueError(f"expected_value: must be finite, got {expected_value!r}")
+    alpha = _check_level(alpha, "alpha", 0.0, 1.0)
     x, y = _finite_pairs(x, y)
     if x.size < 3 or np.ptp(x) == 0:
         return Verdict(claim, "slope", math.nan, None, None, NOT_CONFIRMED,
@@ -105,9 +124,16 @@ def difference_verdict(claim: str, mean_a: float, se_a: float, mean_b: float, se
                        z: float = 2.0) -> Verdict:
     """The difference a − b with standard error sqrt(se_a² + se_b²) (independent
     estimates); significant when |a − b| > z·se; the claim is "a − b has sign
-    ``expected_sign``"."""
+    ``expected_sign``" (+1 or −1). A non-finite mean or standard error (e.g. from one
+    replica): not confirmed, value NaN; a negative standard error: ValueError."""
+    expected_sign, z = _check_sign(expected_sign), _check_level(z, "z", 0.0, math.inf)
+    if float(se_a) < 0 or float(se_b) < 0:
+        raise ValueError(f"se_a, se_b: standard errors must be ≥ 0, got {se_a!r} and {se_b!r}")
     difference = float(mean_a) - float(mean_b)
     se = math.hypot(float(se_a), float(se_b))
+    if not (math.isfinite(difference) and math.isfinite(se)):
+        return Verdict(claim, "difference", math.nan, None, None, NOT_CONFIRMED,
+                       f"difference undefined (a − b = {difference:.4g}, se = {se:.2g})")
     significant = se == 0 and difference != 0 or abs(difference) > z * se
     verdict = _sign_verdict(significant, difference, expected_sign)
     p = float(2 * stats.norm.sf(abs(difference) / se)) if se > 0 else (0.0 if difference else 1.0)
