@@ -11,6 +11,9 @@ between two minima.
 - :func:`train_grid`: :func:`sgdsde.sweep.run_sweep` over ``Hyper.grid(η, S)`` with
   ``keep_state=True``; returns the sweep result and the final params with leading axes
   (n_η, n_S, R). Re-running with the same arguments resumes.
+- :func:`train_configs`: the same for a list of (η_i, S_i) (not an outer product).
+- :func:`train_epochs`: a list of (η_i, S_i) for the same number of epochs (one sweep
+  per batch size, steps ⌈epochs·N/S⌉), as the paper trains.
 - :func:`flatten_configs` / :func:`take`: params with leading axes collapsed to one (G, …)
   axis / one configuration.
 - :func:`evaluate`: loss and accuracy of every configuration on a data set (vmapped).
@@ -33,6 +36,7 @@ collection): the frozen batch statistics are not parameters of the loss SGD mini
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Sequence
 
@@ -52,7 +56,7 @@ from ._verdict import Verdict
 
 PyTree = Any
 
-__all__ = ["HIDDEN", "SAMPLING", "PAPER", "make_model", "load_splits", "make_problem", "train_grid",
+__all__ = ["HIDDEN", "SAMPLING", "PAPER", "make_model", "load_splits", "make_problem", "train_grid", "train_configs", "train_epochs",
            "flatten_configs", "take", "evaluate", "trainable_loss", "hessian_norm", "hessian_norm_exact",
            "top_eigenvalue", "line_metrics", "end_curvature", "barrier", "summary", "verdict_dict"]
 
@@ -92,10 +96,55 @@ def train_grid(folder: str | os.PathLike, key: jax.Array, problem: sd.Problem, l
     """SGD (``sgd(SAMPLING)``, no momentum) for ``steps`` steps at every (η, S) of
     ``Hyper.grid(learning_rates, batch_sizes)`` × ``replicas``, through the resumable
     :func:`sgdsde.sweep.run_sweep` in ``folder`` with ``keep_state=True``. Replica r of
-    every configuration starts from ``init_params(fold_in(key, r))`` (common random
-    numbers across the grid). Returns (sweep result, final params with leading axes
-    (n_η, n_S, R))."""
+    every configuration starts from ``init_params(fold_in(key, r))`` and draws the same
+    minibatch indices (common random numbers across the grid). Returns (sweep result,
+    final params with leading axes (n_η, n_S, R))."""
     hyper = sd.Hyper.grid(np.asarray(learning_rates, float), np.asarray(batch_sizes, int))
+    return _train(folder, key, problem, hyper, steps, replicas, progress, observers, group_batch_sizes,
+                  configs_per_chunk)
+
+
+def train_configs(folder: str | os.PathLike, key: jax.Array, problem: sd.Problem, learning_rates: Sequence[float],
+                  batch_sizes: Sequence[int], steps: int, *, replicas: int = 1, progress: bool = True,
+                  observers: Sequence | None = None, group_batch_sizes: bool | None = None,
+                  configs_per_chunk: int | None = None):
+    """:func:`train_grid` for a list of configurations (η_i, S_i) (paired lists, not
+    their outer product); params with leading axes (n, R)."""
+    eta, size = np.asarray(learning_rates, float), np.asarray(batch_sizes, int)
+    if eta.shape != size.shape or eta.ndim != 1:
+        raise ValueError(f"learning_rates and batch_sizes: must be 1-D lists of one length, got {eta.shape}, {size.shape}")
+    return _train(folder, key, problem, sd.Hyper(eta, size), steps, replicas, progress, observers,
+                  group_batch_sizes, configs_per_chunk)
+
+
+def train_epochs(out: str | os.PathLike, name: str, key: jax.Array, problem: sd.Problem,
+                 configs: Sequence[tuple[float, int]], epochs: float, *, replicas: int = 1, progress: bool = True,
+                 group_batch_sizes: bool | None = None):
+    """Every (η_i, S_i) of ``configs`` for the same number of ``epochs`` (the paper's
+    budget, §4.1: ⌈epochs·N/S⌉ SGD steps, so (βη, βS) covers the same SDE time
+    η·steps = η·epochs·N/S as (η, S)): one resumable sweep per distinct batch size, in ``sweep_folder(out, name,
+    f"S{S}")``. Same common random numbers as :func:`train_configs` (one ``key``).
+    Returns (params with leading axes (n, R), diverged (n, R), steps (n,))."""
+    from . import sweep_folder
+
+    eta = np.asarray([c[0] for c in configs], float)
+    size = np.asarray([c[1] for c in configs], int)
+    n = problem.num_examples
+    steps = np.asarray([int(np.ceil(epochs * n / s)) for s in size])
+    params, diverged = [None] * len(configs), np.zeros((len(configs), int(replicas)), bool)
+    for s in sorted(set(size.tolist())):
+        members = np.flatnonzero(size == s)
+        result, got = train_configs(sweep_folder(out, name, f"S{s}"), key, problem, eta[members], size[members],
+                                    int(steps[members[0]]), replicas=replicas, progress=progress,
+                                    group_batch_sizes=group_batch_sizes)
+        for k, i in enumerate(members):
+            params[i] = take(got, k)
+            diverged[i] = np.asarray(result.diverged, bool).reshape(len(members), -1)[k]
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params)
+    return stacked, diverged, steps
+
+
+def _train(folder, key, problem, hyper, steps, replicas, progress, observers, group_batch_sizes, configs_per_chunk):
     result = run_sweep(folder, key, sd.sgd(SAMPLING), problem, hyper, problem.info["init_params"], int(steps),
                        replicas=int(replicas), observers=observers, progress=progress, keep_state=True,
                        group_batch_sizes=group_batch_sizes, configs_per_chunk=configs_per_chunk)
@@ -115,13 +164,24 @@ def take(params: PyTree, index) -> PyTree:
 
 
 # ----------------------------------------------------------------------------- measurements
+@functools.lru_cache(maxsize=16)
+def _evaluator(apply):
+    """jit(vmap) of (Σ loss, Σ correct) over a leading params axis, for one network
+    function ``apply`` (cached: repeated calls with the same shapes reuse the program)."""
+    def one(params, x, y):
+        total, correct = metrics._sums(apply, params, x, y, None)
+        return {"loss": total / y.shape[0], "accuracy": correct / y.shape[0]}
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+
+
 def evaluate(problem: sd.Problem, params: PyTree, dataset) -> dict:
     """{"loss", "accuracy"}: NumPy arrays (G,) for params with a leading (G, …) axis,
-    on ``dataset`` (a :class:`~sgdsde.nn.data.Dataset`; the training set for "train")."""
+    on ``dataset`` (a :class:`~sgdsde.nn.data.Dataset`, or "train": the training set)."""
     if isinstance(dataset, str) and dataset == "train":
-        dataset = snn.data.make_dataset(np.asarray(problem.data["x"]), np.asarray(problem.data["y"]),
-                                        problem.info["num_classes"], name="train")
-    out = jax.jit(jax.vmap(lambda p: metrics.evaluate(problem, p, dataset)))(params)
+        x, y = problem.data["x"], problem.data["y"]
+    else:
+        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
+    out = _evaluator(problem.info["logits"])(params, x, y)
     return {name: np.asarray(out[name], np.float64) for name in ("loss", "accuracy")}
 
 

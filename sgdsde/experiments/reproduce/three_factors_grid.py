@@ -136,7 +136,7 @@ def plot(results: dict):
     verdicts = [tf.verdict_dict(v) for v in results["verdicts"]]
     fig, ax = figure(1, 3, panel=(4.6, 3.9))
     panels = [
-        ("hessian_norm_fd", "‖H‖_F, finite differences (paper)", verdicts[0]),
+        ("hessian_norm_fd", "‖H‖_F by finite differences", verdicts[0]),
         ("lambda_max", "λ_max of the Hessian", verdicts[1]),
         ("test_accuracy", "test accuracy", verdicts[2]),
     ]
@@ -152,7 +152,8 @@ def plot(results: dict):
             a.scatter(ratio.ravel(), np.nanmean(np.asarray(results["hessian_norm_exact"], float), axis=-1).ravel(),
                       marker="x", s=18, c="C3", zorder=3, label="‖H‖_F, exact HVPs")
         a.set(xscale="log", xlabel="η/S", ylabel=label,
-              title=f"ρ = {number(verdict['value'])}, p = {verdict['p_value']:.1g}: {verdict['verdict']}")
+              title=f"{label} against η/S\nSpearman ρ = {number(verdict['value'])}, p = {verdict['p_value']:.1g}: "
+                    f"{verdict['verdict']}")
         if key != "test_accuracy":
             a.set_yscale("log")
             plain_log_ticks(a.yaxis)
