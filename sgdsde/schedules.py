@@ -214,8 +214,22 @@ class Cyclic(Schedule):
         return low + (high - low) * (1 - fraction)
 
     def _bounds(self):
-        xp = np if _concrete(self.low, self.high) else jnp
-        return xp.minimum(self.low, self.high), xp.maximum(self.low, self.high)
+        return _between(self.low, self.high)
+
+
+def _ramp(start, stop, steps, step):
+    """(start, stop, min(step, steps)/steps) as arrays of one floating dtype: the
+    progress of a schedule that moves from ``start`` to ``stop`` over ``steps`` steps."""
+    start, stop = jnp.asarray(start), jnp.asarray(stop)
+    dtype = jnp.result_type(start, stop, float)
+    steps = jnp.asarray(steps).astype(dtype)
+    return start, stop, jnp.minimum(jnp.asarray(step).astype(dtype), steps) / steps
+
+
+def _between(a, b):
+    """(min, max) of two bounds, in NumPy when both are concrete (checks before tracing)."""
+    xp = np if _concrete(a, b) else jnp
+    return xp.minimum(a, b), xp.maximum(a, b)
 
 
 @_register
@@ -228,15 +242,11 @@ class LinearWarmup(Schedule):
     _leaves: ClassVar[dict] = {"init": 0, "peak": 0, "warmup_steps": 0}
 
     def __call__(self, step):
-        init, peak = jnp.asarray(self.init), jnp.asarray(self.peak)
-        dtype = jnp.result_type(init, peak, float)
-        steps = jnp.asarray(self.warmup_steps).astype(dtype)
-        fraction = jnp.minimum(jnp.asarray(step).astype(dtype), steps) / steps
+        init, peak, fraction = _ramp(self.init, self.peak, self.warmup_steps, step)
         return init + (peak - init) * fraction
 
     def _bounds(self):
-        xp = np if _concrete(self.init, self.peak) else jnp
-        return xp.minimum(self.init, self.peak), xp.maximum(self.init, self.peak)
+        return _between(self.init, self.peak)
 
 
 @_register
@@ -249,15 +259,11 @@ class Cosine(Schedule):
     _leaves: ClassVar[dict] = {"init": 0, "end": 0, "decay_steps": 0}
 
     def __call__(self, step):
-        init, end = jnp.asarray(self.init), jnp.asarray(self.end)
-        dtype = jnp.result_type(init, end, float)
-        steps = jnp.asarray(self.decay_steps).astype(dtype)
-        fraction = jnp.minimum(jnp.asarray(step).astype(dtype), steps) / steps
+        init, end, fraction = _ramp(self.init, self.end, self.decay_steps, step)
         return end + (init - end) * 0.5 * (1 + jnp.cos(jnp.pi * fraction))
 
     def _bounds(self):
-        xp = np if _concrete(self.init, self.end) else jnp
-        return xp.minimum(self.init, self.end), xp.maximum(self.init, self.end)
+        return _between(self.init, self.end)
 
 
 @_register
