@@ -5,11 +5,13 @@ Checks run in Python, before anything compiles, and name the argument they rejec
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_int", "typed_key", "is_traced"]
+__all__ = ["check_int", "check_number", "typed_key", "is_traced"]
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -17,6 +19,22 @@ def check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: must be an integer ≥ {minimum}, got {value!r}")
     return int(value)
+
+
+def check_number(value, name: str, minimum: float, *, strict: bool = False, unit: str = "") -> float:
+    """``value`` as a concrete, finite Python float ≥ ``minimum`` (> with ``strict``), else
+    ValueError naming it; bools, strings, arrays of more than one element and traced values
+    are refused. ``unit`` is added to the message ("in SGD steps")."""
+    bound = f"{'>' if strict else '≥'} {minimum:g}{' (' + unit + ')' if unit else ''}"
+    if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+        raise ValueError(f"{name}: must be a finite number {bound}, got {value!r}")
+    try:
+        number = float(value)
+    except Exception as err:  # e.g. a traced value
+        raise ValueError(f"{name}: must be a concrete number {bound}, got {value!r}") from err
+    if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+        raise ValueError(f"{name}: must be a finite number {bound}, got {number!r}")
+    return number
 
 
 def typed_key(key) -> jax.Array:

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._checks import check_number
 from .hyper import Hyper, HyperValues
 from .noise import NoiseModel
 from .problem import Problem, _float_dtype
@@ -62,15 +63,7 @@ __all__ = ["euler_maruyama", "underdamped", "diffrax_stepper", "sgd_step_of"]
 
 # ------------------------------------------------------------------------- validation
 def _check_dt(dt) -> float:
-    if isinstance(dt, (bool, np.bool_, str, bytes)) or np.ndim(dt) != 0:
-        raise ValueError(f"dt: must be a finite number > 0 (in SGD steps), got {dt!r}")
-    try:
-        value = float(dt)
-    except Exception as err:  # e.g. a traced value
-        raise ValueError(f"dt: must be a concrete number > 0 (in SGD steps), got {dt!r}") from err
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"dt: must be a finite number > 0 (in SGD steps), got {value!r}")
-    return value
+    return check_number(dt, "dt", 0.0, strict=True, unit="in SGD steps")
 
 
 def _check_noise(noise) -> NoiseModel:

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_number
 from .hyper import Hyper
 from .problem import Problem, _float_dtype
 from .sampling import batch_weights, make_sampler
@@ -46,15 +47,7 @@ _SAMPLINGS = ("iid", "subset")
 
 
 def _check_ell(ell) -> float:
-    if isinstance(ell, (bool, np.bool_, str, bytes)) or np.ndim(ell) != 0:
-        raise ValueError(f"ell: must be a finite number ≥ 1, got {ell!r}")
-    try:
-        value = float(ell)
-    except Exception as err:  # e.g. a traced value
-        raise ValueError(f"ell: must be a concrete number ≥ 1, got {ell!r}") from err
-    if not math.isfinite(value) or value < 1:
-        raise ValueError(f"ell: must be a finite number ≥ 1, got {value!r}")
-    return value
+    return check_number(ell, "ell", 1.0)
 
 
 def svag_weights(ell: float) -> tuple[float, float]:
