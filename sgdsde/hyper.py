@@ -188,21 +188,15 @@ class Hyper:
         steps = np.arange(max(int(num_steps or 1), 1)) if any(map(_is_static, values)) else None
         checked = {}
         for field, value in zip(_FIELDS, self._values()):
-            if isinstance(value, Schedule) and is_traced(value):
-                if field == "batch_size" and self.max_batch_size is None:
-                    raise ValueError(
-                        "batch_size: a schedule with traced parameters needs Hyper(..., max_batch_size=S_max), "
-                        "the static size minibatches are drawn at"
-                    )
-                checked[field] = np.asarray([_VALID[field]])  # placeholder: no value to check
-                continue
-            if isinstance(value, jax.core.Tracer):
-                if not jnp.issubdtype(value.dtype, jnp.number):
+            traced_schedule = isinstance(value, Schedule) and is_traced(value)
+            if traced_schedule or isinstance(value, jax.core.Tracer):
+                if not traced_schedule and not jnp.issubdtype(value.dtype, jnp.number):
                     raise ValueError(f"{field}: must be numbers, got dtype {value.dtype}")
                 if field == "batch_size" and self.max_batch_size is None:
+                    what = "a schedule with traced parameters" if traced_schedule else "a traced batch size"
                     raise ValueError(
-                        "batch_size: a traced batch size needs Hyper(..., max_batch_size=S_max), the "
-                        "static size minibatches are drawn at"
+                        f"batch_size: {what} needs Hyper(..., max_batch_size=S_max), the static size "
+                        "minibatches are drawn at"
                     )
                 checked[field] = np.asarray([_VALID[field]])  # placeholder: no value to check
                 continue
