@@ -7,17 +7,24 @@ An MLP (64-32-10, ReLU) on the built-in 8×8 digits (1258 train / 180 validation
 test; the real UCI digits shipped in the package) trained
 with ``sgdsde.sgd("iid")`` for every configuration of a 20 × 20 grid of batch sizes
 S ∈ {16, 32, …, 320} and learning rates η ∈ {0.01, 0.02, …, 0.20}, all 400 (× R
-replicas) in ONE compiled program (``sd.run`` with an array-valued ``Hyper.grid``; the
-batch size is traced and masked at S_max = 320).
+replicas) in ONE compiled program (a resumable sweep, ``sgdsde.sweep.run_sweep``, masked at
+S_max = 320, in ``OUT/batch_size_learning_rate-sweeps``: run it again to continue). The
+training, the correlations and two of the panels are those of the fixed-steps budget of
+``sgdsde reproduce he-liu-tao`` (``sgdsde/experiments/reproduce/he_liu_tao.py``, which
+also trains every configuration for an equal number of epochs); this example adds the
+sharpness.
 
 - **Sampling**: ``"iid"`` (with replacement). ``"subset"`` and ``"epoch"`` cost O(S_max²)
   per step in the masked grid (a partial Fisher–Yates shuffle per configuration),
   about 10× the iid step here (docs/nn.md); with N = 1258 ≫ S the noise covariances
   differ only by the factor (N−S)/(N−1) ≥ 0.75 (docs/theory.md §1).
-- **Budget**: a fixed number of SGD steps T for every configuration (default 1000), not
-  a fixed number of epochs: one program runs one T for the whole grid, so S = 16 sees
-  T·16/N ≈ 13 epochs and S = 320 about 254. The train accuracy is reported beside the
-  test accuracy so that under-training can be told apart from generalisation.
+- **Budget**: a fixed number of SGD steps T for every configuration (default 1000, a
+  multiple of 20), not a fixed number of epochs: one program runs one T for the whole
+  grid, so S = 16 sees T·16/N ≈ 13 epochs and S = 320 about 254 (``sgdsde reproduce
+  he-liu-tao`` runs the equal-epochs budget as well). The train accuracy is reported
+  beside the test accuracy so that under-training can be told apart from generalisation;
+  the test accuracy is the one at the end of training (the JSON also holds the best over
+  20 records, He et al.'s measure).
 - **He et al. (2019)**: test accuracy falls as S/η grows: Spearman ρ < 0 with p < 0.005
   over the grid (scipy.stats.spearmanr; the configurations are the samples, each the
   mean over its replicas). Also reported: the generalisation gap (train − test
@@ -39,27 +46,17 @@ import time
 
 import jax
 import numpy as np
-from scipy import stats
 
-import sgdsde as sd
-import sgdsde.nn as snn
 from sgdsde import curvature
-from sgdsde.nn import data, metrics
 from sgdsde.cli import integer_at_least
 from sgdsde.experiments.output import check_out_dir, save_outputs
+from sgdsde.experiments.reproduce import he_liu_tao as hlt
+from sgdsde.experiments.sde_check import load_data
 from sgdsde.plotting import figure, plain_log_ticks, styled
 
 STEM = "batch_size_learning_rate"
-HIDDEN = (64, 32)
-SAMPLING = "iid"
 LANCZOS_ITERATIONS = 20  # Ritz value of the top eigenvalue; 20 Krylov steps suffice here (see JSON: vs 40)
-
-
-def grid_values(grid_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """n learning rates in {0.01, …, 0.20} and n batch sizes in {16, …, 320}, evenly
-    spread (n = 20: all of them)."""
-    steps = np.unique(np.round(np.linspace(1, 20, grid_size)).astype(int))
-    return 0.01 * steps, 16 * steps
+grid_values = hlt.grid_values
 
 
 def sharpness(problem, params, key, num_iterations: int = LANCZOS_ITERATIONS) -> np.ndarray:
@@ -71,54 +68,27 @@ def sharpness(problem, params, key, num_iterations: int = LANCZOS_ITERATIONS) ->
     return np.asarray(top(params, keys))
 
 
-def spearman(x, y) -> dict:
-    res = stats.spearmanr(x, y)
-    return {"rho": float(res.statistic), "p_value": float(res.pvalue), "n": int(np.size(x))}
+def correlations(learning_rates, batch_sizes, grid: dict, lam) -> dict:
+    """He et al.'s correlations (:func:`sgdsde.experiments.reproduce.he_liu_tao.correlations`)
+    and the sharpness λ_max against η/S (configurations with a diverged replica left out)."""
+    ratio = np.asarray(batch_sizes, float)[None, :] / np.asarray(learning_rates, float)[:, None]
+    lam = np.asarray(lam, float).mean(-1)
+    keep = np.isfinite(lam) & ~np.asarray(grid["diverged"]).any(-1)
+    return hlt.correlations(learning_rates, batch_sizes, grid) | {
+        "sharpness_vs_eta_over_S": hlt.spearman(1 / ratio[keep], lam[keep])}
 
 
-FITTED = 0.99  # train accuracy of the "fitted" configurations (the control for under-training)
-
-
-def correlations(learning_rates, batch_sizes, test_acc, train_acc, lam, diverged) -> dict:
-    """Spearman correlations over the grid's configurations (means over replicas; arrays
-    (n_η, n_S, R)), leaving out configurations with a diverged replica. The
-    ``..._fitted`` entries use only the configurations whose mean train accuracy is
-    ≥ FITTED, so that under-trained configurations (small η·T) do not drive the result."""
-    ratio = np.asarray(batch_sizes, float)[None, :] / np.asarray(learning_rates, float)[:, None]  # S/η
-    test, train, lam = (np.asarray(a, float).mean(-1) for a in (test_acc, train_acc, lam))
-    keep = np.isfinite(test) & np.isfinite(lam) & ~np.asarray(diverged).any(-1)
-    fitted = keep & (train >= FITTED)
-    out = {
-        "test_accuracy_vs_S_over_eta": spearman(ratio[keep], test[keep]),
-        "generalization_gap_vs_S_over_eta": spearman(ratio[keep], (train - test)[keep]),
-        "train_accuracy_vs_S_over_eta": spearman(ratio[keep], train[keep]),
-        "sharpness_vs_eta_over_S": spearman(1 / ratio[keep], lam[keep]),
-    }
-    if fitted.sum() >= 3:
-        out["test_accuracy_vs_S_over_eta_fitted"] = spearman(ratio[fitted], test[fitted])
-        out["generalization_gap_vs_S_over_eta_fitted"] = spearman(ratio[fitted], (train - test)[fitted])
-    return out
-
-
-def experiment(*, steps: int, grid_size: int, replicas: int, seed: int, progress: bool = True) -> dict:
+def experiment(*, steps: int, grid_size: int, replicas: int, seed: int, out, progress: bool = True) -> dict:
     key = jax.random.key(seed)
-    splits = data.load("builtin", key=jax.random.fold_in(key, 0))
-    problem = snn.classification_problem(snn.MLP(splits.train.num_classes, hidden=HIDDEN), splits.train)
+    splits = load_data(None, key=jax.random.fold_in(key, 0))
     learning_rates, batch_sizes = grid_values(grid_size)
-    hyper = sd.Hyper.grid(learning_rates, batch_sizes)  # grid axes (η, S)
-
-    began = time.perf_counter()
-    result = sd.run(
-        jax.random.fold_in(key, 1), sd.sgd(SAMPLING), problem, hyper,
-        problem.info["init_params"], steps, replicas=replicas, progress=progress,
-    )
-    params = jax.block_until_ready(result.state.params)
-    train_seconds = time.perf_counter() - began
-
-    grid_shape = result.grid_shape + (replicas,)
-    flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[len(grid_shape):]), params)
-    evaluate = lambda dataset: jax.jit(jax.vmap(lambda p: metrics.evaluate(problem, p, dataset)))(flat)
-    test, train = evaluate(splits.test), evaluate(splits.train)
+    grid = hlt.train_grid(splits, learning_rates, batch_sizes, budget="steps", steps=steps, replicas=replicas,
+                          key=jax.random.fold_in(key, 1), out=out, name=STEM, keep_params=True,
+                          progress=progress)
+    params = grid.pop("params")
+    grid_shape = (learning_rates.size, batch_sizes.size, replicas)
+    flat = jax.tree_util.tree_map(lambda x: np.reshape(x, (-1,) + np.shape(x)[len(grid_shape):]), params)
+    problem = hlt.problem_for(splits)
 
     began = time.perf_counter()
     lam = sharpness(problem, flat, jax.random.fold_in(key, 2))
@@ -127,25 +97,22 @@ def experiment(*, steps: int, grid_size: int, replicas: int, seed: int, progress
     check = slice(0, min(8, lam.shape[0]))
     lam_more = sharpness(problem, jax.tree_util.tree_map(lambda x: x[check], flat), jax.random.fold_in(key, 3),
                          2 * LANCZOS_ITERATIONS)
-
-    shaped = lambda a: np.asarray(a).reshape(grid_shape)
-    test_acc, train_acc, lam = shaped(test["accuracy"]), shaped(train["accuracy"]), shaped(lam)
+    lam = lam.reshape(grid_shape)
     return {
         "setup": {
-            "data": splits.train.name, "n_train": len(splits.train.y), "n_test": len(splits.test.y),
-            "model": f"MLP{HIDDEN}, ReLU", "num_parameters": problem.info["num_parameters"],
-            "sampling": SAMPLING, "steps": steps, "replicas": replicas, "seed": seed,
-            "epochs_min_max": [steps * int(batch_sizes.min()) / len(splits.train.y),
-                               steps * int(batch_sizes.max()) / len(splits.train.y)],
+            "data": splits.train.name, "n_train": splits.train.num_examples, "n_test": splits.test.num_examples,
+            "model": f"MLP{hlt.HIDDEN}, ReLU", "num_parameters": problem.info["num_parameters"],
+            "sampling": hlt.SAMPLING, "steps": steps, "replicas": replicas, "seed": seed,
+            "epochs_min_max": [float(np.min(grid["epochs"])), float(np.max(grid["epochs"]))],
             "lanczos_iterations": LANCZOS_ITERATIONS,
         },
         "learning_rates": learning_rates, "batch_sizes": batch_sizes,
-        "test_accuracy": test_acc, "train_accuracy": train_acc, "sharpness": lam,
-        "diverged": result.diverged,
-        "spearman": correlations(learning_rates, batch_sizes, test_acc, train_acc, lam, result.diverged),
+        "test_accuracy": grid["test_accuracy"], "test_accuracy_best": grid["test_accuracy_best"],
+        "train_accuracy": grid["train_accuracy"], "sharpness": lam, "diverged": grid["diverged"],
+        "spearman": correlations(learning_rates, batch_sizes, grid, lam),
         "lanczos_check": {"iterations": [LANCZOS_ITERATIONS, 2 * LANCZOS_ITERATIONS],
                           "max_relative_difference": float(np.max(np.abs(lam.reshape(-1)[check] - lam_more) / lam_more))},
-        "seconds": {"train_one_program": train_seconds, "sharpness": sharpness_seconds},
+        "seconds": {"train": grid["seconds"], "sharpness": sharpness_seconds},
         "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind} × {jax.device_count()}",
     }
 
@@ -156,12 +123,12 @@ def table(results: dict) -> str:
         f"{s['model']} on {s['data']} (N = {s['n_train']}), sgd({s['sampling']}), {s['steps']} steps "
         f"({s['epochs_min_max'][0]:.1f}–{s['epochs_min_max'][1]:.0f} epochs), "
         f"{len(results['learning_rates'])} × {len(results['batch_sizes'])} grid × {s['replicas']} replicas",
-        f"one program: {results['seconds']['train_one_program']:.1f} s; sharpness (vmapped Lanczos): "
+        f"training (one program): {results['seconds']['train']:.1f} s; sharpness (vmapped Lanczos): "
         f"{results['seconds']['sharpness']:.1f} s; diverged replicas: {int(np.sum(results['diverged']))}",
-        f"{'relation':40s} {'Spearman ρ':>11s} {'p-value':>10s} {'n':>5s}",
+        f"{'relation':44s} {'Spearman ρ':>11s} {'p-value':>10s} {'n':>5s}",
     ]
     for name, r in results["spearman"].items():
-        lines.append(f"{name:40s} {r['rho']:+11.3f} {r['p_value']:10.2e} {r['n']:5d}")
+        lines.append(f"{name:44s} {r['rho']:+11.3f} {r['p_value']:10.2e} {r['n']:5d}")
     acc = np.asarray(results["test_accuracy"]).mean(-1)
     lines.append(f"test accuracy: {acc.min():.3f} … {acc.max():.3f}; sharpness: "
                  f"{np.min(results['sharpness']):.3g} … {np.max(results['sharpness']):.3g}")
@@ -170,32 +137,23 @@ def table(results: dict) -> str:
 
 @styled
 def plot(results: dict):
-    eta = np.asarray(results["learning_rates"])
-    batch = np.asarray(results["batch_sizes"])
-    test = np.asarray(results["test_accuracy"]).mean(-1)
-    train = np.asarray(results["train_accuracy"]).mean(-1)
-    lam = np.asarray(results["sharpness"]).mean(-1)
+    eta, batch = np.asarray(results["learning_rates"]), np.asarray(results["batch_sizes"])
+    test = np.asarray(results["test_accuracy"], float).mean(-1)
+    train = np.asarray(results["train_accuracy"], float).mean(-1)
+    lam = np.asarray(results["sharpness"], float).mean(-1)
     ratio = batch[None, :] / eta[:, None]
     sp = results["spearman"]
     fig, ax = figure(1, 3, panel=(5.6, 4.4))
-    im = ax[0].imshow(test, origin="lower", aspect="auto", cmap="viridis",
-                      extent=(batch[0] - 8, batch[-1] + 8, eta[0] - 0.005, eta[-1] + 0.005))
-    fig.colorbar(im, ax=ax[0], label="test accuracy")
-    ax[0].set(xlabel="batch size S", ylabel="learning rate η", title="test accuracy over the (η, S) grid")
-    sc = ax[1].scatter(ratio.ravel(), test.ravel(), c=np.broadcast_to(eta[:, None], ratio.shape).ravel(), s=12, cmap="plasma",
-                    label="test accuracy (colour: η)")
-    ax[1].scatter(ratio.ravel(), train.ravel(), s=4, c="0.7", label="train accuracy")
-    fig.colorbar(sc, ax=ax[1], label="η")
-    r = sp["test_accuracy_vs_S_over_eta"]
-    ax[1].set(xscale="log", xlabel="S/η", ylabel="accuracy",
-              title=f"test accuracy vs S/η: Spearman ρ = {r['rho']:+.2f}, p = {r['p_value']:.1e}")
-    ax[1].legend(loc="lower left")
-    sc = ax[2].scatter((1 / ratio).ravel(), lam.ravel(), c=np.broadcast_to(batch[None, :], ratio.shape).ravel(), s=12, cmap="cividis")
+    hlt.draw_heatmap(fig, ax[0], eta, batch, test, label="test accuracy", title="test accuracy over the (η, S) grid")
+    hlt.draw_accuracy(fig, ax[1], eta, batch, test, train, rho=sp["test_accuracy_vs_S_over_eta"],
+                      title="test accuracy vs S/η")
+    sc = ax[2].scatter((1 / ratio).ravel(), lam.ravel(), c=np.broadcast_to(batch[None, :], ratio.shape).ravel(), s=12,
+                       cmap="cividis")
     fig.colorbar(sc, ax=ax[2], label="S")
     r = sp["sharpness_vs_eta_over_S"]
     ax[2].set(xscale="log", yscale="log", xlabel="η/S", ylabel="λ_max of the training-loss Hessian",
-              title=f"sharpness vs η/S: Spearman ρ = {r['rho']:+.2f}, p = {r['p_value']:.1e}")
-    for axis in (ax[1].xaxis, ax[2].xaxis, ax[2].yaxis):
+              title=f"sharpness vs η/S\nSpearman ρ = {r['rho']:+.2f}, p = {r['p_value']:.1e}, n = {r['n']}")
+    for axis in (ax[2].xaxis, ax[2].yaxis):
         plain_log_ticks(axis)
     return fig
 
@@ -204,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--out", default="sgdsde-output/batch_size_learning_rate", help="output folder (default: %(default)s)")
     parser.add_argument("--steps", type=integer_at_least(1), default=None,
-                        help="SGD steps for every configuration (default 1000; 300 with --quick)")
+                        help="SGD steps for every configuration, a multiple of 20 (default 1000; 300 with --quick)")
     parser.add_argument("--grid-size", type=integer_at_least(2), default=None,
                         help="n learning rates × n batch sizes, 2 ≤ n ≤ 20 (default 20; 6 with --quick)")
     parser.add_argument("--replicas", type=integer_at_least(1), default=1, help="replicas per configuration (default 1)")
@@ -216,11 +174,13 @@ def main(argv: list[str] | None = None) -> dict:
     grid_size = args.grid_size if args.grid_size is not None else (6 if args.quick else 20)
     if grid_size > 20:
         parser.error(f"--grid-size: must lie in [2, 20], got {grid_size}")
+    if steps % hlt.FIXED_STEP_RECORDS:
+        parser.error(f"--steps: must be a multiple of {hlt.FIXED_STEP_RECORDS}, got {steps}")
     try:
         out = check_out_dir(args.out, "--out", files=(f"{STEM}.json", f"{STEM}.png"))
     except ValueError as err:
         parser.error(str(err))
-    results = experiment(steps=steps, grid_size=grid_size, replicas=args.replicas, seed=args.seed,
+    results = experiment(steps=steps, grid_size=grid_size, replicas=args.replicas, seed=args.seed, out=out,
                          progress=not args.quiet)
     return save_outputs(results, out, STEM, plot, table)
 
