@@ -199,10 +199,27 @@ def trainable_loss(problem: sd.Problem, params: PyTree):
     return problem.loss, params
 
 
-def _per_config(fn, params: PyTree, key: jax.Array):
+def _curvature_core(problem, params, keys, kind: str, num: int, epsilon: float, scheme: str):
+    """vmap over a leading configs axis of one curvature measurement (the curvature
+    functions' own jitted cores are batched, and reused across calls and ε)."""
+    def one(p, k):
+        fun, trainable = trainable_loss(problem, p)
+        if kind == "fd":
+            est = curvature.finite_difference_hessian_norm(fun, trainable, key=k, epsilon=epsilon,
+                                                           num_samples=num, scheme=scheme)
+            return est[0], est[2]
+        if kind == "exact":
+            est = curvature.hessian_frobenius_norm(fun, trainable, key=k, num_samples=num)
+            return est[0], est[2]
+        top = curvature.top_eigenvalues(fun, trainable, key=k, num_iterations=num)[0]
+        return top, top
+    return jax.vmap(one)(params, keys)
+
+
+def _per_config(problem, params, key, kind, num, epsilon=1.0, scheme="forward"):
     count = jax.tree_util.tree_leaves(params)[0].shape[0]
-    keys = jax.random.split(key, count)
-    return jax.jit(jax.vmap(fn))(params, keys)
+    a, b = _curvature_core(problem, params, jax.random.split(key, count), kind, int(num), float(epsilon), scheme)
+    return np.asarray(a, np.float64), np.asarray(b, np.float64)
 
 
 def hessian_norm(problem: sd.Problem, params: PyTree, key: jax.Array, *, num_samples: int = 10,
@@ -212,34 +229,20 @@ def hessian_norm(problem: sd.Problem, params: PyTree, key: jax.Array, *, num_sam
     ``scheme`` difference of gradients with step length ``epsilon`` along v/‖v‖, averaged
     over ``num_samples`` probes. For params with a leading (G, …) axis: (‖H‖_F (G,), standard
     error of ‖H‖_F² (G,)). Bias O(ε) (forward), O(ε²) (central); none for a quadratic."""
-    def one(p, k):
-        fun, trainable = trainable_loss(problem, p)
-        est = curvature.finite_difference_hessian_norm(fun, trainable, key=k, epsilon=epsilon,
-                                                       num_samples=num_samples, scheme=scheme)
-        return est[0], est[2]
-    norm, se = _per_config(one, params, key)
-    return np.asarray(norm, np.float64), np.asarray(se, np.float64)
+    return _per_config(problem, params, key, "fd", num_samples, epsilon, scheme)
 
 
 def hessian_norm_exact(problem: sd.Problem, params: PyTree, key: jax.Array, *,
                        num_samples: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """:func:`hessian_norm` with exact HVPs on the same probes (same ``key``): the
     finite-difference error is the difference of the two."""
-    def one(p, k):
-        fun, trainable = trainable_loss(problem, p)
-        est = curvature.hessian_frobenius_norm(fun, trainable, key=k, num_samples=num_samples)
-        return est[0], est[2]
-    norm, se = _per_config(one, params, key)
-    return np.asarray(norm, np.float64), np.asarray(se, np.float64)
+    return _per_config(problem, params, key, "exact", num_samples)
 
 
 def top_eigenvalue(problem: sd.Problem, params: PyTree, key: jax.Array, *, num_iterations: int = 20) -> np.ndarray:
     """λ_max of the training-loss Hessian (trainable parameters) for params with a
     leading (G, …) axis (Lanczos, ``num_iterations`` HVPs; vmapped)."""
-    def one(p, k):
-        fun, trainable = trainable_loss(problem, p)
-        return curvature.top_eigenvalues(fun, trainable, key=k, num_iterations=num_iterations)[0]
-    return np.asarray(_per_config(one, params, key), np.float64)
+    return _per_config(problem, params, key, "top", num_iterations)[0]
 
 
 def line_metrics(problem: sd.Problem, params_a: PyTree, params_b: PyTree, alphas: Sequence[float],

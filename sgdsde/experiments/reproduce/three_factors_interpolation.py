@@ -188,6 +188,8 @@ def plot_interpolation(results: dict):
         _line_panel(a, alphas, lines, p, "train_loss", "C0", "train loss")
         _line_panel(a, alphas, lines, p, "test_loss", "C1", "test loss")
         a.set_yscale("log")
+        low, high = a.get_ylim()
+        a.set_ylim(low / 50, high)  # room for the legend below the curves
         a.set(xlabel=f"α   (0: η = {ea:g}, S = {sa};  1: η = {eb:g}, S = {sb})", ylabel="loss (mean ± se)",
               title=f"{s['labels'][i]} (α = 0) ↔ baseline (α = 1)\n"
                     f"Δ d²L/dα² = {number(verdicts[p]['value'])} ± {number(np.diff(verdicts[p]['interval'])[0] / 4)}"
@@ -199,7 +201,7 @@ def plot_interpolation(results: dict):
         acc.set_ylabel("test accuracy")
         acc.set_ylim(0, 1.02)
         handles = a.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
-        a.legend(handles, [h.get_label() for h in handles], loc="upper center")
+        a.legend(handles, [h.get_label() for h in handles], loc="lower center", ncols=3, fontsize=8)
     st = results["statistics"]
     names = list(st)
     x = np.arange(len(names))
