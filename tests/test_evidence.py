@@ -224,7 +224,7 @@ def _tiny_network(seed=0, n=48, hidden=4):
     y = (x @ np.array([1.0, -1.0, 0.5, 0.0]) > 0).astype(np.int32)
     dataset = snn.data.make_dataset(x, y, num_classes=2, name="tiny")
     problem = snn.classification_problem(snn.MLP(2, hidden=(hidden,), activation=jnp.tanh), dataset)
-    params = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), problem.info["init_params"](jax.random.key(seed)))
+    params = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.result_type(float)), problem.info["init_params"](jax.random.key(seed)))
     lam = 1.0
     cost = lambda p: n * problem.data_loss(p) + 0.5 * lam * sum(jnp.sum(v**2) for v in jax.tree_util.tree_leaves(p))
     step = jax.jit(lambda p: jax.tree_util.tree_map(lambda a, g: a - 0.02 * g, p, jax.grad(cost)(p)))
@@ -240,7 +240,7 @@ def test_network_evidence_by_slq_against_the_dense_hessian(x64):
     With num_steps = d the Lanczos quadrature is exact per probe (Gauss quadrature of
     degree 2d − 1 ≥ the degree of the minimal polynomial), so the only error is the
     probes' Monte-Carlo error: |SLQ − dense| ≤ 4 standard errors (P ≈ 6e-5 under the
-    null), and the standard error itself is small (< 5 % of |log det|)."""
+    null), and the standard error itself is small (< 10 % of |log det| with 60 probes)."""
     from jax.flatten_util import ravel_pytree
 
     problem, params, lam, cost = _tiny_network()
@@ -250,7 +250,7 @@ def test_network_evidence_by_slq_against_the_dense_hessian(x64):
     sign, dense_logdet = np.linalg.slogdet(hess / lam)
     assert sign > 0, "the test network must sit where H is positive definite"
     ev = ls.network_log_evidence(problem, params, lam, key=jax.random.key(1), num_probes=60, num_steps=d)
-    assert ev.log_evidence_stderr > 0 and 2 * ev.log_evidence_stderr < 0.05 * abs(dense_logdet)
+    assert ev.log_evidence_stderr > 0 and 2 * ev.log_evidence_stderr < 0.1 * abs(dense_logdet)
     assert abs(ev.log_det - dense_logdet) <= 4 * 2 * ev.log_evidence_stderr, (ev.log_det, dense_logdet)
     assert ev.cost == pytest.approx(float(cost(params)), rel=1e-12)
     assert ev.log_evidence == pytest.approx(-ev.cost - 0.5 * ev.log_det, abs=1e-9)

@@ -15,7 +15,8 @@
   and density on a grid in 1–3 dimensions, with a grid-error estimate.
 - :func:`laplace_log_evidence` — Bayesian evidence log p(y) ≈ −C(ω₀) − ½ log det(H/λ)
   (docs/theory.md §8); :func:`linear_regression_log_evidence` (exact),
-  :func:`logistic_regression_log_evidence`.
+  :func:`logistic_regression_log_evidence`; :func:`network_log_evidence` (a trained
+  network, log det by stochastic Lanczos quadrature).
 
 Noise model: isotropic gradient covariance σ² I (``problems.double_well_*``,
 ``multi_well``, ``isotropic_landscape`` have it exactly); n = η/S (use the finite-N
@@ -41,6 +42,7 @@ from .evidence import (
     linear_regression_log_evidence,
     logistic_negative_log_likelihood,
     logistic_regression_log_evidence,
+    network_log_evidence,
 )
 from .quadrature import BasinMasses, BoltzmannGrid, boltzmann_basin_masses, boltzmann_density, grid_centers
 
@@ -72,4 +74,5 @@ __all__ = [
     "linear_regression_log_evidence",
     "logistic_regression_log_evidence",
     "logistic_negative_log_likelihood",
+    "network_log_evidence",
 ]
