@@ -283,109 +283,97 @@ def main(argv=None) -> dict:
         C.log(f"optax loop S = {s}: {np.mean(per_size[int(s)]):.2f} s per configuration")
     timed_configs = len(timed_etas) * len(sizes)
     seq_total = seq_wall * configs / timed_configs
-    ratio = seq_total / timing.best
-    ratio_by_size = seq_total / by_size.best
+    ratio = seq_total / timing.median
+    ratio_by_size = seq_total / by_size.median
     ok = all(c["max_abs_diff"] <= 1e-3 * max(c["max_abs_param"], 1.0) for c in checks)
 
+    def row(label, t, seconds=None, compile_seconds=None):
+        seconds = t.median if seconds is None else seconds
+        return [label, configs, steps, C.fmt_seconds(seconds), "" if t is None else C.fmt_seconds(t.best),
+                "" if t is None or t.first_call is None else C.fmt_seconds(t.first_call),
+                C.fmt_seconds(t.compile_seconds if compile_seconds is None else compile_seconds),
+                f"{configs * steps / seconds:.3g}", f"{seq_total / seconds:.2f}"]
+
     rows = [
-        ["sgdsde.run (one program)", configs, steps, C.fmt_seconds(timing.best), C.fmt_seconds(timing.median),
-         C.fmt_seconds(timing.compile_seconds), f"{configs * steps / timing.best:.3g}", "1.00"],
-        ["hand-written: optax step vmapped over the grid (jit, scan, masked at S_max)", configs, steps,
-         C.fmt_seconds(hand.best), C.fmt_seconds(hand.median), C.fmt_seconds(hand.compile_seconds),
-         f"{configs * steps / hand.best:.3g}", f"{hand.best / timing.best:.2f}"],
-        [f"sgdsde.run, one program per batch size ({len(sizes)} programs of {len(etas)} η, unmasked)", configs, steps,
-         C.fmt_seconds(by_size.best), "", C.fmt_seconds(by_size.compile_seconds),
-         f"{configs * steps / by_size.best:.3g}", f"{by_size.best / timing.best:.2f}"],
-        [f"Flax + optax loop × {configs}" + ("" if not extrapolated else f" (timed {timed_configs}, extrapolated)"),
-         configs, steps, C.fmt_seconds(seq_total), "", C.fmt_seconds(seq_compile),
-         f"{configs * steps / seq_total:.3g}", f"{ratio:.2f}"],
+        row("sd.sweep.run_sweep, grouped by batch size (unmasked, files written)", grouped),
+        row(f"sgdsde.run, one program per batch size ({len(sizes)} programs of {len(etas)} η, unmasked)", by_size),
+        row("sgdsde.run, one program masked at S_max", timing),
+        row("hand-written: optax step vmapped over the grid (jit, scan, masked at S_max)", hand),
+        row(f"one jitted lax.scan per configuration × {configs}", per_config_scan),
+        row(f"Flax + optax loop × {configs}" + ("" if not extrapolated else f" (timed {timed_configs}, extrapolated)"),
+            None, seconds=seq_total, compile_seconds=seq_compile),
     ]
-    for name, t in (("sgdsde.run (masked one program)", timing), ("sgdsde.run per batch size", by_size),
-                    ("sd.sweep.run_sweep grouped", grouped), (f"{configs} jitted lax.scans", per_config_scan),
-                    (f"Flax + optax loop x {configs}", None)):
-        seconds = seq_total if t is None else t.best
+    for name, seconds in (("sd.sweep.run_sweep grouped", grouped.median), ("sgdsde.run per batch size", by_size.median),
+                          ("sgdsde.run masked one program", timing.median),
+                          (f"{configs} jitted lax.scans", per_config_scan.median),
+                          (f"Flax + optax loop x {configs}", seq_total)):
         gflops[name] = useful / seconds / 1e9
         print(f"useful GFLOP/s, {name}: {gflops[name]:.2f} ({100 * gflops[name] / rate:.1f}% of the measured matmul rate)")
-    rows += [
-        ["sd.sweep.run_sweep, grouped by batch size (unmasked, files written)", configs, steps,
-         C.fmt_seconds(grouped.best), "", C.fmt_seconds(grouped.compile_seconds),
-         f"{configs * steps / grouped.best:.3g}", f"{grouped.best / timing.best:.2f}"],
-        [f"one jitted lax.scan per configuration × {configs}", configs, steps,
-         C.fmt_seconds(per_config_scan.best), "", C.fmt_seconds(per_config_scan.compile_seconds),
-         f"{configs * steps / per_config_scan.best:.3g}", f"{per_config_scan.best / timing.best:.2f}"],
-    ]
-    header = ["implementation", "configs", "steps", "time (best)", "(median)", "compile", "config-steps/s", "time / sgdsde"]
+    header = ["implementation", "configs", "steps", "time (median)", "(best)", "first call", "compile", "config-steps/s",
+              "loop / this"]
     C.print_table(header, rows, title=f"(η, S) sweep, MLP{HIDDEN} on digits, sgd(iid)")
-    print(f"ratio (sequential / one program): {ratio:.2f} (target ≥ 10); sequential / sgdsde per batch size: {ratio_by_size:.2f}; same trajectories: {ok} {checks}")
+    ratios = {"loop_over_sweep_grouped": seq_total / grouped.median,
+              "scans_over_sweep_grouped": per_config_scan.median / grouped.median,
+              "loop_over_masked_one_program": ratio, "loop_over_per_batch_size": ratio_by_size,
+              "vmapped_optax_over_masked_one_program": hand.median / timing.median,
+              "useful_fraction_of_matmul_rate_sweep_grouped": gflops["sd.sweep.run_sweep grouped"] / rate}
+    print(f"ratios: {ratios}; same trajectories: {ok} {checks}")
     results = {
         "config": {"steps": steps, "grid_size": grid_size, "configs": configs, "learning_rates": etas, "batch_sizes": sizes,
                    "model": f"MLP{HIDDEN}", "num_parameters": problem.info["num_parameters"], "n_train": problem.num_examples,
-                   "sampling": "iid", "timed_sequential_configs": timed_configs, "extrapolated": extrapolated},
+                   "sampling": "iid", "timed_sequential_configs": timed_configs, "extrapolated": extrapolated,
+                   "repeats": a.repeats, "timing_statistic": "medians of repeats (interleaved for the one-program pair)"},
         "sgdsde_run": timing.as_dict(work=configs * steps),
         "optax_vmapped": {**hand.as_dict(work=configs * steps), "max_abs_diff_vs_sgdsde": hand_diff},
-        "ratio_vmapped_over_sgdsde": hand.best / timing.best,
         "sgdsde_run_per_batch_size": by_size.as_dict(work=configs * steps),
-        "ratio_sequential_over_sgdsde_per_batch_size": ratio_by_size,
         "examples_per_step": {"one_program_masked": configs * int(sizes.max()), "sequential": int(len(etas) * sizes.sum())},
         "optax_loop": {"timed_seconds": seq_wall, "seconds_full_grid": seq_total, "compile_s_all_batch_sizes": seq_compile,
                        "seconds_per_config_by_S": {k: float(np.mean(v)) for k, v in per_size.items()},
                        "seconds_per_step_by_S": {k: float(np.mean(v)) / steps for k, v in per_size.items()}},
-        "ratio_sequential_over_sgdsde": ratio,
         "sweep_grouped": grouped.as_dict(work=configs * steps),
         "jitted_scan_per_config": per_config_scan.as_dict(work=configs * steps),
-        "ratio_sequential_over_sweep_grouped": seq_total / grouped.best,
-        "ratio_scans_over_sweep_grouped": per_config_scan.best / grouped.best,
+        "ratios": ratios,
+        "targets": {"loop_over_sweep_grouped": 2.0, "scans_over_sweep_grouped": 1.2},
         "useful_gflops": gflops,
-        "target": 10.0,
         "checks": {"same_trajectories": ok, "configs": checks},
-        "total_seconds": time.perf_counter() - began,
-        "gpu": "not measured (no GPU in this session)",
     }
-    path = C.write_json(NAME + ("_quick" if a.quick else ""), results, machine=machine)
-    C.log(f"wrote {path}")
-    if not a.quick and not a.no_docs:
-        block = _doc_block(results, machine, header, rows, a, steps)
-        if C.update_doc_section(DOC, NAME, block):
-            C.log(f"updated the {NAME} block of {DOC}")
-        else:
-            C.log(f"no <!-- BEGIN {NAME} --> block in {DOC}: docs not updated")
+    C.finish(NAME, results, machine, began=began, suffix="_quick" if a.quick else "",
+             write_docs=not (a.quick or a.no_docs), render=lambda: _doc_block(results, machine, header, rows, a, steps),
+             doc=DOC)
     return results
 
 
 def _doc_block(results, machine, header, rows, a, steps) -> str:
-    git = machine.get("git", {})
-    cfg = results["config"]
+    cfg, r, t = results["config"], results["ratios"], results["targets"]
     per = results["optax_loop"]["seconds_per_step_by_S"]
     sizes = sorted(per)
-    lines = [
-        f"Measured {machine['date_utc']} with `python benchmarks/sweep.py --steps {steps}"
-        + (f" --etas {a.etas}" if a.etas is not None else "") + f"` (git {str(git.get('commit', '?'))[:10]}"
-        + (", with uncommitted changes" if git.get("dirty") else "") + f"; {results['total_seconds']:.0f} s in all). GPU: not measured in this session.",
-        "",
-        f"**Machine:** {C.machine_summary(machine)}. Load average (1/5/15 min) {machine['load_average_1_5_15min']} at the start.",
-        "",
-        f"{cfg['configs']} configurations (η ∈ {{0.01 … 0.20}} × S ∈ {{16 … 320}}) × {steps} SGD steps, MLP{HIDDEN} "
-        f"({cfg['num_parameters']} parameters), N = {cfg['n_train']}, iid sampling, float32:",
-        "",
-        C.markdown_table(header, rows),
-        "",
-        f"**Ratio** (sequential loop / one program): **{results['ratio_sequential_over_sgdsde']:.2f}** (target ≥ 10); "
-        f"sequential loop / sgdsde.run per batch size: {results['ratio_sequential_over_sgdsde_per_batch_size']:.2f}. "
-        f"Examples processed per step: {results['examples_per_step']['one_program_masked']:,} in the masked one-program grid, "
-        f"{results['examples_per_step']['sequential']:,} summed over the sequential runs."
-        + ("" if not cfg["extrapolated"] else f" The sequential time is extrapolated from {cfg['timed_sequential_configs']} "
-           "timed configurations (all batch sizes; the cost of a run does not depend on η)."),
-        "",
-        "Sequential loop, seconds per step by batch size: "
-        + ", ".join(f"S = {s}: {per[s] * 1e3:.2f} ms" for s in sizes[:: max(len(sizes) // 5, 1)])
-        + f"; sgdsde.run: {results['sgdsde_run']['execute_best_s'] / steps * 1e3:.1f} ms per step for all {cfg['configs']}.",
-        "",
-        f"Checks: same trajectories as sgdsde (same init, keys and indices; max |Δθ| over {len(results['checks']['configs'])} "
-        f"configurations: {max(c['max_abs_diff'] for c in results['checks']['configs']):.1e}): {results['checks']['same_trajectories']}.",
-        "",
-        "All numbers: `benchmarks/results/sweep.json`.",
-    ]
-    return "\n".join(lines)
+    g = results["useful_gflops"]
+
+    def verdict(name):
+        return "met" if r[name] >= t[name] else "not met"
+
+    lead = (f"**Ratios** (time of the anchor / time of the grouped sweep, medians): the sequential Flax + optax loop "
+            f"**{r['loop_over_sweep_grouped']:.2f}** (target ≥ {t['loop_over_sweep_grouped']:g}: "
+            f"{verdict('loop_over_sweep_grouped')}), {cfg['configs']} jitted `lax.scan`s "
+            f"**{r['scans_over_sweep_grouped']:.2f}** (target ≥ {t['scans_over_sweep_grouped']:g}: "
+            f"{verdict('scans_over_sweep_grouped')}); useful work {g['sd.sweep.run_sweep grouped']:.2f} GFLOP/s, "
+            f"{100 * r['useful_fraction_of_matmul_rate_sweep_grouped']:.1f} % of the machine's measured float32 matmul "
+            f"rate ({g['matmul_peak_measured']:.1f} GFLOP/s, a jitted 1024² `jnp.dot`).")
+    setup = (f"{cfg['configs']} configurations (η ∈ {{0.01 … 0.20}} × S ∈ {{16 … 320}}) × {steps} SGD steps, "
+             f"MLP{HIDDEN} ({cfg['num_parameters']} parameters), N = {cfg['n_train']}, iid sampling, float32. "
+             f"Examples per step: {results['examples_per_step']['one_program_masked']:,} in the masked one-program grid, "
+             f"{results['examples_per_step']['sequential']:,} summed over the sequential runs (what the grouped sweep "
+             "does)." + ("" if not cfg["extrapolated"] else f" The sequential time is extrapolated from "
+                         f"{cfg['timed_sequential_configs']} timed configurations (all batch sizes; the cost of a run "
+                         "does not depend on η)."))
+    notes = ("Sequential loop, seconds per step by batch size: "
+             + ", ".join(f"S = {s}: {per[s] * 1e3:.2f} ms" for s in sizes[:: max(len(sizes) // 5, 1)])
+             + f". Checks: the same trajectories as sgdsde (same init, keys and indices; max |Δθ| over "
+             f"{len(results['checks']['configs'])} configurations: "
+             f"{max(c['max_abs_diff'] for c in results['checks']['configs']):.1e}): "
+             f"{results['checks']['same_trajectories']}.")
+    command = f"python benchmarks/sweep.py --steps {steps}" + (f" --etas {a.etas}" if a.etas is not None else "")
+    return C.doc_block(NAME, command, results, machine, lead=lead, sections=[setup, (header, rows), notes])
 
 
 if __name__ == "__main__":
