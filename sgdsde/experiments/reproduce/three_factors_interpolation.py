@@ -4,7 +4,9 @@ docs/reproductions.md).
 
 θ(α) = (1 − α) θ_A + α θ_B between the endpoints of two SGD runs of the 4-layer batch-norm
 MLP (:mod:`._three_factors`), α on an even grid over [−1, 2] (the paper's range); train
-and test loss and accuracy along it. Each replica r trains every configuration from the
+and test loss and accuracy along it. Every run lasts the same number of epochs (the
+paper's budget; ⌈epochs·N/S⌉ steps, one resumable sweep per batch size), so that
+(η, S) and (βη, βS) cover the same SDE time η·steps. Each replica r trains every configuration from the
 same initialisation and the same minibatch draws (common random numbers,
 ``fold_in(key, r)``); replicas differ in both, and give the error bars.
 
