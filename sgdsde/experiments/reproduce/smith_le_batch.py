@@ -103,7 +103,9 @@ def train_grid(out, name: str, key, splits, *, hidden, learning_rates, batch_siz
             "N": n, "n_test": test.num_examples}
 
 
-def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _mean_se(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over the last axis (replicas); NaN where a batch size was not run."""
+    values = np.asarray(values, float)
     r = values.shape[-1]
     se = values.std(axis=-1, ddof=1) / math.sqrt(r) if r > 1 else np.full(values.shape[:-1], np.nan)
     return values.mean(axis=-1), se
@@ -112,7 +114,7 @@ def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------- the optimum
 def quadratic_optimum(batch_sizes, mean, se, *, window: int | None = None, se_floor: float = 0.0, chance: float = 0.0) -> dict:
     """Weighted least-squares y = a + b·u + c·u², u = ln S, over ``window`` batch sizes
-    centred on the largest mean (shifted to stay inside the grid); weights 1/se² (se
+    centred on the largest mean (shifted to stay inside the grid; None: all); weights 1/se² (se
     floored at ``se_floor``). Configurations where training **failed** — mean accuracy
     below the midpoint of ``chance`` and the best mean (SGD unstable: a cliff, which no
     quadratic describes) — are left out of the fit and of the range. Returns the
@@ -156,14 +158,14 @@ def quadratic_optimum(batch_sizes, mean, se, *, window: int | None = None, se_fl
     vertex_se = float(np.sqrt(grad @ cov @ grad))
     c_se = float(np.sqrt(cov[2, 2]))
     q = stats.t.ppf(0.975, dof) if dof > 0 else Z95
+    exp = lambda v: float(np.exp(min(v, 700.0)))  # no overflow warning for a vertex far outside
     u_min, u_max = float(np.log(s.min())), float(np.log(s.max()))  # the usable range
     return {
         "coefficients": coef, "coefficients_cov": cov, "chi2": chi2, "dof": dof, "fitted": usable[idx],
         "failed": np.flatnonzero(failed), "best_index": int(usable[best]), "best_at_edge": best in (0, n - 1),
         "curvature": float(c), "curvature_se": c_se, "curvature_interval": (float(c - q * c_se), float(c + q * c_se)),
         "log_b_opt": float(vertex), "log_b_opt_se": vertex_se,
-        "b_opt": float(np.exp(vertex)), "b_opt_interval": (float(np.exp(vertex - Z95 * vertex_se)),
-                                                           float(np.exp(vertex + Z95 * vertex_se))),
+        "b_opt": exp(vertex), "b_opt_interval": (exp(vertex - Z95 * vertex_se), exp(vertex + Z95 * vertex_se)),
         "maximum_inside": bool(c < 0 and u_min <= vertex <= u_max),
     }
 
@@ -279,7 +281,11 @@ def _slope(claim: str, x, fits) -> Verdict:
     x = np.log(np.asarray(x, float))[keep]
     y = np.asarray([fits[k]["log_b_opt"] for k in keep])
     verdict = slope_verdict(claim, x, y, expected_value=1.0)
-    return verdict._replace(text=f"{verdict.text}; {len(keep)} of {len(fits)} fits have a maximum inside the range")
+    text = f"{verdict.text}; {len(keep)} of {len(fits)} fits have a maximum inside the range"
+    if verdict.verdict == CONFIRMED and verdict.interval[0] <= 0 <= verdict.interval[1]:
+        # an interval holding both 1 and 0 cannot tell B_opt ∝ x from no dependence at all
+        return verdict._replace(verdict=NOT_CONFIRMED, text=f"{text}; the interval holds 0 too: cannot tell")
+    return verdict._replace(text=text)
 
 
 def run_scaling(*, data=None, data_format=None, quick=False, seed=0, out=".", progress=True) -> dict:
@@ -350,7 +356,7 @@ def table_scaling(results: dict) -> str:
                                 ("N", results["training_sizes"], results["n_scan"])):
         for k, v in enumerate(values):
             fit = scan["fits"][k]
-            mean = np.nanmean(np.asarray(scan["test_accuracy"][k], float), axis=-1)
+            mean = _mean_se(scan["test_accuracy"][k])[0]
             lo, hi = fit["b_opt_interval"]
             lines.append(f"{label:6s} {number(v, 3):>7s} {int(s_grid[int(np.nanargmax(mean))]):7d} {np.nanmax(mean):9.4f} "
                          f"{fit['b_opt']:8.3g} {f'{lo:.3g} … {hi:.3g}':>17s} {str(fit['maximum_inside']):>11s}")
@@ -375,7 +381,7 @@ def plot_scaling(results: dict):
         mean, _ = _mean_se(nacc[k])
         ax[1].plot(st["n_scan_learning_rate"] * n / s_grid, mean, "^--", ms=3, color=f"C{len(eps) + k}",
                    label=f"ε = {number(st['n_scan_learning_rate'], 2)}, N = {int(n)}")
-    best = max(np.nanmax(np.nanmean(acc, -1)), np.nanmax(np.nanmean(nacc, -1)))
+    best = max(np.nanmax(_mean_se(acc)[0]), np.nanmax(_mean_se(nacc)[0]))
     for a in ax[:2]:
         a.set_xscale("log")
         a.set_ylim(max(0.0, best - 0.25), min(1.005, best + 0.03))
