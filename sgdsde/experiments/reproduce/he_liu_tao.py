@@ -303,7 +303,7 @@ def table(results: dict) -> str:
     s = results["setup"]
     eta, size = np.asarray(results["learning_rates"]), np.asarray(results["batch_sizes"])
     lines = [f"{s['model']} on {s['data']} (N = {s['n_train']}, test {s['n_test']}), sgd({s['sampling']}), "
-             f"{eta.size} × {size.size} grid",
+             f"{eta.size} × {size.size} grid (η × S)",
              f"  η ∈ [{number(eta.min())}, {number(eta.max())}], S ∈ [{size.min()}, {size.max()}], "
              f"{s['replicas']} replica(s); fitted: train accuracy ≥ {s['fitted_train_accuracy']}"]
     for budget, grid in results["budgets"].items():
@@ -320,9 +320,9 @@ def table(results: dict) -> str:
             rho, p = (math.nan if r[k] is None else r[k] for k in ("rho", "p_value"))
             lines.append(f"  {what:44s} {rho:+7.3f} {p:9.2g} {r['n']:4d}")
     p = results["paper"]["spearman_test_accuracy_vs_S_over_eta"]
-    lines += ["", f"paper (CIFAR, ResNet-110/VGG-19, 200 epochs, best test accuracy): ρ = "
-                  f"{p['rho_range'][0]:+.2f} … {p['rho_range'][1]:+.2f}, p = {p['p_range'][0]:.1e} … "
-                  f"{p['p_range'][1]:.1e}, n = {p['n']} each"]
+    lines += ["", "paper (ResNet-110, VGG-19 on CIFAR-10/100; 200 epochs; best test accuracy):",
+              f"  ρ(test accuracy, S/η) = {p['rho_range'][0]:+.2f} … {p['rho_range'][1]:+.2f}, "
+              f"p = {p['p_range'][0]:.1e} … {p['p_range'][1]:.1e}, n = {p['n']} each"]
     return "\n".join(lines)
 
 
@@ -334,16 +334,24 @@ def _rho_text(r: dict, name: str = "Spearman ρ") -> str:
     return f"{name} = {rho:+.2f}, p = {p:.1e}, n = {r['n']}"
 
 
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around (possibly unevenly spaced) centres: the midpoints, and half a
+    spacing beyond the ends."""
+    c = np.asarray(centres, float)
+    if c.size == 1:
+        return np.array([c[0] * 0.9, c[0] * 1.1])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
 def draw_heatmap(fig, ax, learning_rates, batch_sizes, values, *, label: str, title: str, vmin=None, vmax=None):
-    """``values`` (n_η, n_S) as a heat map over the grid (η up, S across)."""
-    eta, size = np.asarray(learning_rates, float), np.asarray(batch_sizes, float)
-    dx = (size[1] - size[0]) / 2 if size.size > 1 else 8
-    dy = (eta[1] - eta[0]) / 2 if eta.size > 1 else 0.005
-    im = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax,
-                   extent=(size[0] - dx, size[-1] + dx, eta[0] - dy, eta[-1] + dy))
-    fig.colorbar(im, ax=ax, label=label)
+    """``values`` (n_η, n_S) as a heat map over the grid (η up, S across; each cell
+    centred on its grid point)."""
+    mesh = ax.pcolormesh(_edges(batch_sizes), _edges(learning_rates), np.asarray(values, float), cmap="viridis",
+                         vmin=vmin, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label=label)
     ax.set(xlabel="batch size S", ylabel="learning rate η", title=title)
-    return im
+    return mesh
 
 
 def draw_accuracy(fig, ax, learning_rates, batch_sizes, test, train, *, rho: dict, title: str, colorbar=True,
