@@ -87,6 +87,7 @@ def _lines(problem, splits, params, pairs, alphas, replicas, diverged, progress,
     out = {k: np.full((len(pairs), replicas, alphas.size), np.nan)
            for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")}
     curv = np.full((len(pairs), replicas, 2), np.nan)
+    log_curv = np.full((len(pairs), replicas, 2), np.nan)
     height = np.full((len(pairs), replicas), np.nan)
     note(name, f"losses along {len(pairs)} lines × {replicas} replicas ({alphas.size} points each)", enabled=progress)
     for p, (i, j) in enumerate(pairs):
@@ -99,8 +100,9 @@ def _lines(problem, splits, params, pairs, alphas, replicas, diverged, progress,
                 out[k][p, r] = line[k]
             curv[p, r] = [tf.end_curvature(alphas, line["train_loss"], 0.0),
                           tf.end_curvature(alphas, line["train_loss"], 1.0)]
+            log_curv[p, r] = [tf.end_curvature(alphas, np.log(line["train_loss"]), at) for at in (0.0, 1.0)]
             height[p, r] = tf.barrier(alphas, line["train_loss"])
-    return {**out, "end_curvature": curv, "barrier": height}
+    return {**out, "end_curvature": curv, "end_curvature_log_loss": log_curv, "barrier": height}
 
 
 def _endpoints(problem, splits, params, diverged) -> dict:
@@ -137,7 +139,11 @@ def run_interpolation(*, data=None, data_format=None, quick=False, seed=0, out="
         c_a, c_b = lines["end_curvature"][p, :, 0], lines["end_curvature"][p, :, 1]
         d = _paired(c_a, c_b)
         stats[label] = {"curvature_small_ratio": tf.summary(c_a), "curvature_baseline": tf.summary(c_b),
-                        "difference": d, "log_ratio": tf.summary(np.log(c_a / c_b))}
+                        "difference": d, "log_ratio": tf.summary(np.log(c_a / c_b)),
+                        # curvature of log L: free of the loss level at each end (cross-entropy's
+                        # Hessian shrinks with the loss near zero training loss)
+                        "log_loss_curvature_difference": _paired(lines["end_curvature_log_loss"][p, :, 0],
+                                                                 lines["end_curvature_log_loss"][p, :, 1])}
         i = pairs[p][0]
         verdicts.append(difference_verdict(
             f"The {label} minimum (η, S) = ({configs[i][0]:g}, {configs[i][1]}), η/S {k}× smaller, is sharper than the "
@@ -165,6 +171,10 @@ def table_interpolation(results: dict) -> str:
         a, b, d = st["curvature_small_ratio"], st["curvature_baseline"], st["difference"]
         lines.append(f"{label + ' ↔ baseline':24s} {a['mean']:15.3g} ± {a['se']:<6.2g} {b['mean']:9.3g} ± "
                      f"{b['se']:<6.2g}{d['mean']:9.3g} ± {d['se']:<6.2g}")
+    lines.append("the same for log L (d² log L/dα², small-η/S end minus baseline end):")
+    for label, st in results["statistics"].items():
+        d = st["log_loss_curvature_difference"]
+        lines.append(f"  {label + ' ↔ baseline':22s} {d['mean']:+9.3g} ± {d['se']:.2g}")
     return "\n".join(lines)
 
 
