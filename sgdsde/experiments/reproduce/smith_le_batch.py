@@ -243,27 +243,43 @@ def _fit_curve(fit: dict, batch_sizes) -> tuple[np.ndarray, np.ndarray]:
 
 @styled
 def plot_optimal_batch(results: dict):
-    fig, ax = figure(1, 1, panel=(6.0, 4.4))
+    fig, ax = figure(1, 2, panel=(5.2, 4.2))
     s = np.asarray(results["batch_sizes"], float)
     mean, se = np.asarray(results["test_mean"], float), np.asarray(results["test_se"], float)
-    ax.errorbar(s, mean, yerr=se, fmt="o", color="C0", capsize=3, label="test accuracy (mean ± se)")
-    ax.plot(s, np.asarray(results["train_mean"], float), "s", color="0.6", ms=4, label="train accuracy")
+    train = np.asarray(results["train_mean"], float)
     fit = results["fit"]
-    xs, ys = _fit_curve(fit, s)
-    ax.plot(xs, ys, "-", color="C1", label="quadratic in ln S (fitted points)")
-    lo, hi = fit["b_opt_interval"]
-    ax.axvspan(lo, hi, color="C1", alpha=0.15, label=f"B_opt = {number(fit['b_opt'], 1)} (95% CI)")
-    ax.axvline(fit["b_opt"], color="C1", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlim(s.min() / 1.5, s.max() * 1.5)
-    top = np.nanmax(mean + np.nan_to_num(se))
-    finite = mean[np.isfinite(mean)]
-    ax.set_ylim(max(0.0, min(np.nanmin(finite), top - 0.15) - 0.02), min(1.005, top + 0.03))
+    fitted = np.asarray(fit["fitted"], int)
+    failed = np.asarray(fit["failed"], int)
     st = results["setup"]
-    ax.set(xlabel="batch size S", ylabel="accuracy",
-           title=f"ε = {st['learning_rate']}, N = {st['N']}, {st['epochs']} epochs: {results['verdicts'][0]['verdict']}")
-    plain_log_ticks(ax.xaxis)
-    ax.legend(loc="lower center")
+    for a in ax:
+        a.errorbar(s, mean, yerr=se, fmt="o", color="C0", capsize=3, label="test accuracy (mean ± se)")
+        a.plot(s, train, "s", color="0.6", ms=4, label="train accuracy")
+        if failed.size and a is ax[0]:
+            a.plot(s[failed], mean[failed], "x", color="C3", ms=9, mew=2, label="training failed: not fitted")
+        a.set_xscale("log")
+        a.set_xlim(s.min() / 1.5, s.max() * 1.5)
+        a.set(xlabel="batch size S", ylabel="accuracy")
+        plain_log_ticks(a.xaxis)
+    ax[0].set(ylim=(0, 1.02), title=f"ε = {st['learning_rate']}, N = {st['N']}, {st['epochs']} epochs")
+    ax[0].legend(loc="lower right")
+    if np.isfinite(fit["b_opt"]):
+        xs, ys = _fit_curve(fit, s)
+        ax[1].plot(xs, ys, "-", color="C1", label="quadratic in ln S")
+        lo, hi = fit["b_opt_interval"]
+        ax[1].axvspan(max(lo, s.min() / 1.5), min(hi, s.max() * 1.5), color="C1", alpha=0.15,
+                      label=f"B_opt = {number(fit['b_opt'], 1)} (95% CI)")
+        ax[1].axvline(fit["b_opt"], color="C1", lw=1)
+    if fitted.size:
+        band = np.concatenate([mean[fitted] - np.nan_to_num(se[fitted]), mean[fitted] + np.nan_to_num(se[fitted]),
+                               train[fitted]])
+        pad = 0.1 * max(np.ptp(band), 0.01)
+        ax[1].set_ylim(band.min() - pad, min(1.0 + pad, band.max() + 3 * pad))
+    ax[1].set_title(f"the fitted points: {results['verdicts'][0]['verdict']}")
+    ax[1].legend(loc="lower center", fontsize=8)
+    top = ax[1].secondary_xaxis("top", functions=(lambda b: st["learning_rate"] * st["N"] / np.maximum(b, 1e-9),
+                                                  lambda g: st["learning_rate"] * st["N"] / np.maximum(g, 1e-9)))
+    top.set_xlabel("noise scale g = εN/S")
+    plain_log_ticks(top.xaxis)
     return fig
 
 

@@ -56,7 +56,7 @@ __all__ = ["EXPERIMENTS", "run", "table", "plot"]
 NAME = "smith-le-evidence"
 SIZES = {
     False: {"pair": (0, 1), "N": 32, "seeds": 8, "precisions": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-            "headline": 0.001, "net_seeds": 4, "hidden": 32, "net_precision": 0.1, "net_steps": 4000, "net_learning_rate": 0.5,
+            "headline": 0.001, "net_seeds": 4, "hidden": 32, "net_precision": 0.1, "net_steps": 10000, "net_learning_rate": 0.2,
             "probes": 10, "lanczos_steps": 40},
     True: {"pair": (0, 1), "N": 32, "seeds": 4, "precisions": (0.001, 0.01, 0.1, 1.0), "headline": 0.001,
            "net_seeds": 2, "hidden": 16, "net_precision": 0.1, "net_steps": 1500, "net_learning_rate": 0.5,
@@ -242,7 +242,7 @@ def table(results: dict) -> str:
         for name in ("real", "random"):
             r = lr[name]
             ev_m, ev_s = _ms(r["evidence"])
-            lines.append(f"{'logistic':8s} {name:7s} {number(lam, 3):>6s} {np.mean(r['train_accuracy'][:, k]):9.3f} "
+            lines.append(f"{'logistic':8s} {name:7s} {lam:6.3g} {np.mean(r['train_accuracy'][:, k]):9.3f} "
                          f"{np.mean(r['train_loss'][:, k]):10.4f} {np.mean(r['test_accuracy'][:, k]):8.3f} "
                          f"{ev_m[k]:9.4f} {ev_s[k]:7.4f}")
     net = results["network"]
@@ -251,7 +251,7 @@ def table(results: dict) -> str:
         r = net[name]
         ev = np.asarray(r["evidence"], float)
         se = ev.std(ddof=1) / math.sqrt(ev.size) if ev.size > 1 else float(np.mean(r["evidence_se"]))
-        lines.append(f"{'MLP':8s} {name:7s} {number(lam, 3):>6s} {np.mean(r['train_accuracy']):9.3f} "
+        lines.append(f"{'MLP':8s} {name:7s} {lam:6.3g} {np.mean(r['train_accuracy']):9.3f} "
                      f"{np.mean(r['train_loss']):10.4f} {np.mean(r['test_accuracy']):8.3f} {ev.mean():9.4f} {se:7.4f}")
     return "\n".join(lines)
 
