@@ -56,7 +56,8 @@ from ._verdict import Verdict
 
 PyTree = Any
 
-__all__ = ["HIDDEN", "SAMPLING", "PAPER", "make_model", "load_splits", "make_problem", "train_grid", "train_configs", "train_epochs",
+__all__ = ["HIDDEN", "SAMPLING", "PAPER", "make_model", "load_splits", "make_problem", "train_grid", "train_configs",
+           "train_epochs",
            "flatten_configs", "take", "evaluate", "trainable_loss", "hessian_norm", "hessian_norm_exact",
            "top_eigenvalue", "line_metrics", "end_curvature", "barrier", "summary", "verdict_dict"]
 
@@ -112,7 +113,8 @@ def train_configs(folder: str | os.PathLike, key: jax.Array, problem: sd.Problem
     their outer product); params with leading axes (n, R)."""
     eta, size = np.asarray(learning_rates, float), np.asarray(batch_sizes, int)
     if eta.shape != size.shape or eta.ndim != 1:
-        raise ValueError(f"learning_rates and batch_sizes: must be 1-D lists of one length, got {eta.shape}, {size.shape}")
+        raise ValueError("learning_rates and batch_sizes: must be 1-D lists of one length, "
+                         f"got shapes {eta.shape} and {size.shape}")
     return _train(folder, key, problem, sd.Hyper(eta, size), steps, replicas, progress, observers,
                   group_batch_sizes, configs_per_chunk)
 

@@ -89,7 +89,8 @@ def _lines(problem, splits, params, pairs, alphas, replicas, diverged, progress,
     curv = np.full((len(pairs), replicas, 2), np.nan)
     log_curv = np.full((len(pairs), replicas, 2), np.nan)
     height = np.full((len(pairs), replicas), np.nan)
-    note(name, f"losses along {len(pairs)} lines × {replicas} replicas ({alphas.size} points each)", enabled=progress)
+    note(name, f"losses along {len(pairs)} lines × {replicas} replicas ({alphas.size} points each)",
+         enabled=progress)
     for p, (i, j) in enumerate(pairs):
         for r in range(replicas):
             if diverged[i, r] or diverged[j, r]:
@@ -120,6 +121,19 @@ def _paired(a, b) -> dict:
     return tf.summary(np.asarray(a, float) - np.asarray(b, float))
 
 
+def _endpoint_rows(results: dict, width: int) -> list[str]:
+    """Table rows: each configuration's η, S, η/S, mean train/test accuracy, test loss, steps."""
+    s, ends = results["setup"], results["endpoints"]
+    rows = [f"{'run':{width}s} {'η':>7s} {'S':>5s} {'η/S':>9s} {'train acc':>9s} {'test acc':>9s} "
+            f"{'test loss':>9s} {'steps':>6s}"]
+    for c, ((eta, size), label) in enumerate(zip(s["configs"], s["labels"])):
+        mean = {k: np.nanmean(np.asarray(ends[k], float)[c])
+                for k in ("train_accuracy", "test_accuracy", "test_loss")}
+        rows.append(f"{label:{width}s} {eta:7.3g} {size:5d} {eta / size:9.2e} {mean['train_accuracy']:9.3f} "
+                    f"{mean['test_accuracy']:9.3f} {mean['test_loss']:9.3f} {int(s['steps'][c]):6d}")
+    return rows
+
+
 # ----------------------------------------------------------------------------- (b)
 def run_interpolation(*, data=None, data_format=None, quick=False, seed=0, out="sgdsde-output/reproduce",
                       progress=True) -> dict:
@@ -146,8 +160,8 @@ def run_interpolation(*, data=None, data_format=None, quick=False, seed=0, out="
                                                                  lines["end_curvature_log_loss"][p, :, 1])}
         i = pairs[p][0]
         verdicts.append(difference_verdict(
-            f"The {label} minimum (η, S) = ({configs[i][0]:g}, {configs[i][1]}), η/S {k}× smaller, is sharper than the "
-            f"baseline ({eta:g}, {size}): the training loss curves up faster at its end of the line "
+            f"The {label} minimum (η, S) = ({configs[i][0]:g}, {configs[i][1]}), η/S {k}× smaller, is sharper "
+            f"than the baseline ({eta:g}, {size}): the training loss curves up faster at its end of the line "
             f"(d²L/dα² at α = 0 minus at α = 1 > 0; Fig. 2).", d["mean"], d["se"], 0.0, 0.0, +1))
     return {"setup": {**setup, "configs": configs, "labels": labels, "pairs": pairs, "steps": steps,
                       "data": splits.train.name,
@@ -161,11 +175,7 @@ def table_interpolation(results: dict) -> str:
     s = results["setup"]
     lines = [f"MLP{tuple(s['hidden'])} + batch norm on {s['data']} (N = {s['n_train']}), sgd({s['sampling']}), "
              f"{s['epochs']:g} epochs, {s['replicas']} replicas",
-             f"{'run':12s} {'η':>7s} {'S':>5s} {'η/S':>9s} {'train acc':>9s} {'test acc':>9s} {'test loss':>9s} {'steps':>6s}"]
-    ends = results["endpoints"]
-    for c, ((eta, size), label) in enumerate(zip(s["configs"], s["labels"])):
-        lines.append(f"{label:12s} {eta:7.3g} {size:5d} {eta / size:9.2e} {np.nanmean(ends['train_accuracy'][c]):9.3f} "
-                     f"{np.nanmean(ends['test_accuracy'][c]):9.3f} {np.nanmean(ends['test_loss'][c]):9.3f} {s['steps'][c]:6d}")
+             *_endpoint_rows(results, 12)]
     lines.append(f"{'line':24s} {'d²L/dα² small η/S (α=0)':>24s} {'baseline (α=1)':>16s} {'difference':>16s}")
     for label, st in results["statistics"].items():
         a, b, d = st["curvature_small_ratio"], st["curvature_baseline"], st["difference"]
@@ -204,7 +214,8 @@ def plot_interpolation(results: dict):
         a.set_ylim(low / 50, high)  # room for the legend below the curves
         a.set(xlabel=f"α   (0: η = {ea:g}, S = {sa};  1: η = {eb:g}, S = {sb})", ylabel="loss (mean ± se)",
               title=f"{s['labels'][i]} (α = 0) ↔ baseline (α = 1)\n"
-                    f"Δ d²L/dα² = {number(verdicts[p]['value'])} ± {number(np.diff(verdicts[p]['interval'])[0] / 4)}"
+                    f"Δ d²L/dα² = {number(verdicts[p]['value'])} ± "
+                    f"{number(np.diff(verdicts[p]['interval'])[0] / 4)}"
                     f": {verdicts[p]['verdict']}")
         for x in (0, 1):
             a.axvline(x, color="0.6", lw=0.8, ls=":")
@@ -262,15 +273,16 @@ def run_same_ratio(*, data=None, data_format=None, quick=False, seed=0, out="sgd
              "barrier_same_minus_different": d_barrier, "relative_curvature_same_minus_different": d_rel,
              "barrier_same": tf.summary(b_same), "barrier_different": tf.summary(b_diff)}
     verdicts = [
-        difference_verdict("Minima of the same η/S are connected without a barrier (Fig. 3): the training-loss barrier "
-                           "between (η, S) and (βη, βS) is smaller than between (η, S) and a minimum of "
+        difference_verdict("Minima of the same η/S are connected without a barrier (Fig. 3): the training-loss "
+                           "barrier between (η, S) and (βη, βS) is smaller than between (η, S) and a minimum of "
                            f"{far}× larger or smaller η/S (same-ratio minus different-ratio < 0).",
                            d_barrier["mean"], d_barrier["se"], 0.0, 0.0, -1),
         difference_verdict("Minima of the same η/S are equally sharp: the relative difference of the end curvatures "
                            "d²L/dα² is smaller for same-ratio pairs than for different-ratio pairs (< 0).",
                            d_rel["mean"], d_rel["se"], 0.0, 0.0, -1),
     ]
-    return {"setup": {**setup, "configs": configs, "labels": labels, "pairs": pairs, "same_pairs": n_same, "steps": steps,
+    return {"setup": {**setup, "configs": configs, "labels": labels, "pairs": pairs, "same_pairs": n_same,
+                      "steps": steps,
                       "data": splits.train.name, "n_train": splits.train.num_examples,
                       "num_parameters": problem.info["num_parameters"], "sampling": tf.SAMPLING, "seed": seed},
             "alphas": alphas, "lines": lines, "relative_curvature_difference": rel, "endpoints": ends,
@@ -280,13 +292,9 @@ def run_same_ratio(*, data=None, data_format=None, quick=False, seed=0, out="sgd
 def table_same_ratio(results: dict) -> str:
     s = results["setup"]
     st = results["statistics"]
-    ends = results["endpoints"]
     lines = [f"MLP{tuple(s['hidden'])} + batch norm on {s['data']} (N = {s['n_train']}), sgd({s['sampling']}), "
              f"{s['epochs']:g} epochs, {s['replicas']} replicas",
-             f"{'run':10s} {'η':>7s} {'S':>5s} {'η/S':>9s} {'train acc':>9s} {'test acc':>9s} {'test loss':>9s} {'steps':>6s}"]
-    for c, ((eta, size), label) in enumerate(zip(s["configs"], s["labels"])):
-        lines.append(f"{label:10s} {eta:7.3g} {size:5d} {eta / size:9.2e} {np.nanmean(ends['train_accuracy'][c]):9.3f} "
-                     f"{np.nanmean(ends['test_accuracy'][c]):9.3f} {np.nanmean(ends['test_loss'][c]):9.3f} {s['steps'][c]:6d}")
+             *_endpoint_rows(results, 10)]
     lines.append(f"{'line from β = 1 to':22s} {'same η/S':>9s} {'barrier':>18s} {'|Δc|/c̄ at the ends':>22s}")
     for p, (_, j) in enumerate(s["pairs"]):
         name = s["labels"][j]
@@ -308,7 +316,8 @@ def plot_same_ratio(results: dict):
         same = p < s["same_pairs"]
         label = f"→ {s['labels'][j]} ({'same' if same else 'different'} η/S)"
         _line_panel(ax[0 if same else 1], alphas, lines, p, "train_loss", colours[p], label)
-    for a, title in zip(ax[:2], ["same η/S: (η, S) → (βη, βS)", f"different η/S (η = {s['eta']:g}, S = {s['batch_size']} →)"]):
+    titles = ["same η/S: (η, S) → (βη, βS)", f"different η/S (η = {s['eta']:g}, S = {s['batch_size']} →)"]
+    for a, title in zip(ax[:2], titles):
         a.set_yscale("log")
         a.set(xlabel="α   (0: β = 1;  1: the other minimum)", ylabel="training loss (mean ± se)", title=title)
         for x in (0, 1):
@@ -342,10 +351,12 @@ EXPERIMENTS = (
         name=NAME_B, label="b", paper=f"{tf.PAPER}, §4.1 Fig. 2 (appendix F.1 Figs. 10–12)",
         claim="The minimum found with smaller η/S (larger batch or smaller learning rate) is sharper: the loss "
               "rises faster away from it along the line to the minimum of larger η/S.",
-        run=run_interpolation, table=table_interpolation, plot=plot_interpolation, default_runtime=""),
+        run=run_interpolation, table=table_interpolation, plot=plot_interpolation,
+        default_runtime="about 50 s on 2 shared, busy CPU cores (22 s of CPU time)"),
     Experiment(
         name=NAME_C, label="c", paper=f"{tf.PAPER}, §4.1 Fig. 3",
-        claim="Minima found with the same η/S from different (η, S) are alike: no barrier on the line between them, "
-              "similar sharpness.",
-        run=run_same_ratio, table=table_same_ratio, plot=plot_same_ratio, default_runtime=""),
+        claim="Minima found with the same η/S from different (η, S) are alike: no barrier on the line between "
+              "them, similar sharpness.",
+        run=run_same_ratio, table=table_same_ratio, plot=plot_same_ratio,
+        default_runtime="about 1 minute on 2 shared, busy CPU cores (28 s of CPU time)"),
 )
