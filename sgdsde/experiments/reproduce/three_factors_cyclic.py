@@ -220,6 +220,8 @@ def table(results: dict) -> str:
 COLOURS = {"cyclic S": "tab:blue", "cyclic η": "tab:red", "η/5, S": "tab:green", "η, 5S": "tab:orange",
            "η, S": "tab:gray"}
 STYLES = {"cyclic S": "-", "cyclic η": "--", "η/5, S": "-", "η, 5S": "--", "η, S": ":"}
+LEGEND = {"cyclic S": "cyclic S: η_h; S₀ ↔ 5S₀", "cyclic η": "cyclic η: η_h ↔ η_h/5; S₀",
+          "η/5, S": "constant η_h/5, S₀", "η, 5S": "constant η_h, 5S₀", "η, S": "constant η_h, S₀"}
 
 
 @styled
@@ -230,13 +232,14 @@ def plot(results: dict):
         for c in (c for c in results["curves"] if c["base_rate"] == eta):
             epochs = np.asarray(c["epochs"])
             kw = dict(color=COLOURS[c["label"]], linestyle=STYLES[c["label"]], lw=1.3)
-            axes[row, 0].plot(epochs, c["train_accuracy"], label=c["label"], **kw)
-            axes[row, 1].plot(epochs, c["test_accuracy"], label=c["label"], **kw)
-            axes[row, 2].plot(epochs, c["test_loss"], label=c["label"], **kw)
+            axes[row, 0].plot(epochs, c["train_accuracy"], label=LEGEND[c["label"]], **kw)
+            axes[row, 1].plot(epochs, c["test_accuracy"], label=LEGEND[c["label"]], **kw)
+            axes[row, 2].plot(epochs, c["test_loss"], label=LEGEND[c["label"]], **kw)
         for ax, title in zip(axes[row], ("train accuracy", "test accuracy", "test loss")):
             ax.set_title(f"{title}, η_h = {number(eta, 3)}")
             ax.set_xlabel("epochs (examples seen / N)")
-        axes[row, 2].legend(title="(η, S); S₀ = " + str(results["sizes"]["batch"]), fontsize=8)
+        axes[row, 2].legend(title=f"S₀ = {results['sizes']['batch']}, phases of "
+                                  f"{FACTOR * results['sizes']['batch'] * results['sizes']['m']} examples", fontsize=8)
     return fig
 
 
