@@ -410,6 +410,6 @@ EXPERIMENTS = (
         run=run,
         table=table,
         plot=plot,
-        default_runtime="",
+        default_runtime="11 min on 2 shared, busy cores (load ≈ 10): equal epochs 475 s, fixed steps 185 s",
     ),
 )
