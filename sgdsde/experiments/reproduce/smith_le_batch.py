@@ -18,9 +18,10 @@ learning rates, in ``out/<name>-sweeps/N<N>-S<S>``.
 B_opt: a weighted least-squares quadratic in u = ln S fitted to the mean test accuracy
 (weights 1/se², se from the replicas, floored at 1/n_test) over every batch size where
 training did not fail (mean test accuracy above the midpoint of chance and the best: the
-cliff of unstable SGD at large g is left out, no quadratic describes it); B_opt = exp(−b/2c) at the vertex, its standard error
-by the delta method from the coefficients' covariance (scaled by the reduced χ² when that
-exceeds 1), its interval exp(û ± 1.96 se).
+cliff of unstable SGD at large g is left out, no quadratic describes it);
+B_opt = exp(−b/2c) at the vertex, its standard error by the delta method from the
+coefficients' covariance (scaled by the reduced χ² when that exceeds 1), its interval
+exp(û ± 1.96 se).
 
 - (g) ``smith-le-optimal-batch``: verdict on "the optimum is interior": confirmed when the
   curvature c is negative with its 95 % interval and the vertex lies inside the batch-size
