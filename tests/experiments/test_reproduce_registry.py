@@ -11,7 +11,8 @@ import pytest
 
 from sgdsde import cli
 from sgdsde.experiments import reproduce
-from sgdsde.experiments.reproduce import he_liu_tao
+
+from ._he_liu_tao_run import quick_cli_run
 
 VERDICT_FIELDS = {"claim", "statistic", "value", "interval", "p_value", "verdict", "text"}
 VERDICTS = {reproduce.CONFIRMED, reproduce.NOT_CONFIRMED, reproduce.CONTRADICTED}
@@ -74,12 +75,11 @@ def test_bad_data_folder_and_out_are_named(capsys, tmp_path):
     assert "--out:" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    """``sgdsde reproduce he-liu-tao --quick`` once (the command line end to end)."""
-    out = tmp_path_factory.mktemp("hlt-cli")
-    status = cli.main(["reproduce", "he-liu-tao", "--quick", "--quiet", "--out", str(out), "--seed", "0"])
-    return status, out
+@pytest.fixture
+def cli_run():
+    """``sgdsde reproduce he-liu-tao --quick`` once per session (the command line end to
+    end; shared with test_reproduce_he_liu_tao.py)."""
+    return quick_cli_run()
 
 
 def test_cli_end_to_end_writes_json_png_and_verdicts(cli_run, capsys):
