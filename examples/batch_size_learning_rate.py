@@ -84,7 +84,7 @@ def experiment(*, steps: int, grid_size: int, replicas: int, seed: int, out, pro
     learning_rates, batch_sizes = grid_values(grid_size)
     grid = hlt.train_grid(splits, learning_rates, batch_sizes, budget="steps", steps=steps, replicas=replicas,
                           key=jax.random.fold_in(key, 1), out=out, name=STEM, keep_params=True,
-                          progress=progress)
+                          progress=progress, label=f"examples/{STEM}.py")
     params = grid.pop("params")
     grid_shape = (learning_rates.size, batch_sizes.size, replicas)
     flat = jax.tree_util.tree_map(lambda x: np.reshape(x, (-1,) + np.shape(x)[len(grid_shape):]), params)

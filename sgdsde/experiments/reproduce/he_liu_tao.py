@@ -9,27 +9,29 @@ networks of each architecture and data set is −0.94 to −0.98 (p < 10⁻¹⁷
 significance level is p < 0.005.
 
 Here: an MLP (64-32-10, ReLU) on the built-in 8 × 8 digits (or a ``--data`` folder),
-``sgd("iid")``, the same grid (a coarser one with ``quick``), each configuration trained
-under two budgets, both through resumable sweeps (:func:`sgdsde.sweep.run_sweep`):
+``sgd("iid")``, the same grid (3 × 3 with ``quick``), one replica, each configuration
+trained under two budgets, both through resumable sweeps (:func:`sgdsde.sweep.run_sweep`):
 
-- **equal epochs** (the paper's protocol, the default verdict): every configuration sees
-  E epochs, i.e. round(E·N/S) steps, so a small batch trains more steps. One sweep per
-  batch size (``sweep_folder(out, name, "epochs-S016")``, …), each one compiled program
-  over the learning rates, run for that batch size's own number of steps.
-- **fixed steps** (the budget of ``examples/batch_size_learning_rate.py``): T steps for
-  every configuration, so S = 320 sees 20× the epochs of S = 16 (``"steps"``; grouped by
-  batch size).
+- **equal epochs** (the paper's protocol, the main verdict): every configuration sees
+  E = 200 epochs (8 with ``quick``), i.e. round(E·N/S) steps, so a small batch trains
+  more steps. One sweep per batch size (``sweep_folder(out, name, "epochs-S016")``, …),
+  each one compiled program over the learning rates, run for that batch size's own
+  number of steps.
+- **fixed steps** (the budget of ``examples/batch_size_learning_rate.py``): T = 1000
+  steps (200 with ``quick``) for every configuration, so S = 320 sees 20× the epochs of
+  S = 16; one sweep (``"steps"``) masked at the largest S: one compiled program.
 
-Measured for every configuration: the test accuracy at the end and the best over the
-recorded epochs (the paper's measure; one record per epoch, or T/20 steps), the train
-accuracy at the end (the under-training control: the paper's networks all fit their
-training set, ours may not at small η/S), and the generalisation gap train − test.
-Statistics: Spearman ρ of each against S/η (against η/S the same |ρ| with the other
-sign: ranks reverse), over all configurations and over the *fitted* ones (train accuracy
-≥ 0.99) only. Verdicts (:func:`~._verdict.correlation_verdict`, α = 0.005 like the
-paper): ρ(test accuracy, S/η) < 0 under equal epochs over all configurations, over the
-fitted ones, and under fixed steps; ρ(generalisation gap, S/η) > 0 (the paper's bound is
-a bound on the gap).
+Measured for every configuration: the test accuracy at the end and the best over the run
+(the paper's measure; a record about once per epoch, or every T/20 steps, and the end),
+the train accuracy at the end (the under-training control: the paper's networks all fit
+their training sets, ours need not at large S/η), and the generalisation gap train −
+test accuracy. Statistics: Spearman ρ of each against S/η (against η/S the same |ρ| with
+the other sign: ranks reverse), over all configurations and over the *fitted* ones (train
+accuracy ≥ 0.99) only. Verdicts (:func:`~._verdict.correlation_verdict`, α = 0.005 like
+the paper): ρ(best test accuracy, S/η) < 0 under equal epochs over all configurations and
+over the fitted ones, ρ(end test accuracy, S/η) < 0 over the fitted ones, ρ(gap, S/η) > 0
+(the paper's bound is a bound on the gap), and ρ(best test accuracy, S/η) < 0 under fixed
+steps.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ from ...sweep import run_sweep
 from . import Experiment, sweep_folder
 from ._verdict import correlation_verdict
 
-__all__ = ["EXPERIMENTS", "NAME", "DEFAULTS", "QUICK", "PAPER", "grid_values", "problem_for", "epoch_steps", "train_grid", "spearman", "correlations",
-           "he_liu_tao", "run", "table", "plot", "draw_heatmap", "draw_accuracy"]
+__all__ = ["EXPERIMENTS", "NAME", "DEFAULTS", "QUICK", "PAPER", "grid_values", "problem_for", "epoch_steps",
+           "train_grid", "spearman", "correlations", "he_liu_tao", "run", "table", "plot", "draw_heatmap",
+           "draw_accuracy"]
 
 NAME = "he-liu-tao"
 HIDDEN = (64, 32)
@@ -120,14 +123,15 @@ def problem_for(splits):
 
 def train_grid(splits, learning_rates, batch_sizes, *, budget: str, epochs: int = 40, steps: int = 1000,
                replicas: int = 1, key, out, name: str = NAME, keep_params: bool = False,
-               progress: bool = True) -> dict:
+               progress: bool = True, label: str | None = None) -> dict:
     """Train the MLP on ``splits.train`` for every (η, S) of the grid under ``budget``
     ("epochs": ``epochs`` epochs each, one sweep per batch size run at its own S for its
     own round(E·N/S) steps; "steps": ``steps`` steps each, one sweep masked at the largest
     S: one compiled program), resumable under ``sweep_folder(out, name, …)``. Returns
     arrays (n_η, n_S, R): ``test_accuracy``, ``test_accuracy_best`` (over the records and
     the end), ``train_accuracy``, ``test_loss``, ``diverged``; ``steps`` and ``epochs``
-    per batch size; ``seconds``; with ``keep_params``, ``params`` (leaves (n_η, n_S, R, …))."""
+    per batch size; ``seconds``; with ``keep_params``, ``params`` (leaves (n_η, n_S, R, …)).
+    ``label``: of the progress line (default ``sgdsde reproduce <name>``)."""
     if budget not in BUDGETS:
         raise ValueError(f"budget: must be one of {BUDGETS}, got {budget!r}")
     problem = problem_for(splits)
@@ -135,8 +139,8 @@ def train_grid(splits, learning_rates, batch_sizes, *, budget: str, epochs: int 
     n = splits.train.num_examples
     learning_rates, batch_sizes = np.asarray(learning_rates, float), np.asarray(batch_sizes, int)
     total = learning_rates.size * batch_sizes.size
-    meter = Progress(f"sgdsde reproduce {name} [{BUDGET_TITLES[budget]}]", total, "configurations",
-                     enabled=progress)
+    label = f"{label or f'sgdsde reproduce {name}'} [{BUDGET_TITLES[budget]}]"
+    meter = Progress(label, total, "configurations", enabled=progress)
     shown = [-1]
 
     def show(done: int) -> None:
