@@ -72,6 +72,25 @@ def test_slope_verdict_needs_an_interval_that_excludes_zero():
     assert slb._slope("c", eps, noisy).verdict == NOT_CONFIRMED
 
 
+def _profile(u):
+    return 0.98 - 0.004 * (u - 3.0) ** 2  # a smooth maximum in u = ln(noise)
+
+
+def test_collapse_exponent_finds_the_variable_the_accuracy_depends_on():
+    """Accuracy exactly a function of ln(ε^a/S) (4 replicas with spread 0.002): the χ²
+    profile's minimum is within 0.05 of α = a (noise and the cubic's misfit), the verdict
+    confirms α = 1 for a = 1 and contradicts it for a = 0 (no ε dependence)."""
+    eps = np.array([0.1, 0.2, 0.4, 0.8])
+    sizes = 2.0 ** np.arange(1, 9)
+    rng = np.random.default_rng(3)
+    for a, expected in ((1.0, CONFIRMED), (0.0, CONTRADICTED)):
+        u = a * np.log(eps)[:, None] - np.log(sizes)[None, :] + 6.0
+        acc = _profile(u)[..., None] + 0.002 * rng.standard_normal((4, 8, 4))
+        fit = slb.collapse_exponent(eps, sizes, acc, chance=0.1)
+        assert abs(fit["alpha"] - a) <= 0.05 and fit["interval"][0] <= a <= fit["interval"][1]
+        assert slb.collapse_verdict("c", fit).verdict == expected
+
+
 def _check_common(results, out, stem):
     assert (out / f"{stem}.json").is_file() and (out / f"{stem}.png").is_file()
     saved = json.loads((out / f"{stem}.json").read_text())
@@ -116,7 +135,7 @@ def test_optimal_batch_resumes_after_a_deleted_configuration(quick_g):
 def test_scaling_quick(tmp_path):
     results = reproduce.reproduce("smith-le-scaling", quick=True, out=tmp_path, seed=0, progress=False)
     saved = _check_common(results, tmp_path, "smith_le_scaling")
-    assert [v["statistic"] for v in saved["verdicts"]] == ["slope", "slope"]
+    assert [v["statistic"] for v in saved["verdicts"]] == ["slope", "slope", "collapse exponent"]
     eps, ns = saved["learning_rates"], saved["training_sizes"]
     assert len(saved["eps_scan"]["fits"]) == len(eps) and len(saved["n_scan"]["fits"]) == len(ns)
     assert ns[-1] == saved["setup"]["N"]

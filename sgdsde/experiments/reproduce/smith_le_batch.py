@@ -29,7 +29,10 @@ exp(û ± 1.96 se).
 - (h) ``smith-le-scaling``: B_opt at several ε (N fixed) and at several N (nested training
   subsets, ε fixed); the slopes of ln B_opt on ln ε and on ln N with their Student-t
   intervals (:func:`~._verdict.slope_verdict`, expected value 1), over the fits that
-  found a maximum (c < 0) inside the range.
+  found a maximum (c < 0) inside the range (an interval holding 0 as well as 1 is "not
+  confirmed"); and the premise itself, by :func:`collapse_exponent`: the exponent α for
+  which the accuracy curves of every ε fall on one curve against ε^α/S (1 when the
+  accuracy is a function of g).
 """
 
 from __future__ import annotations
@@ -293,6 +296,56 @@ def _optima(batch_sizes, test_acc, n_test: int, window: int, chance: float) -> l
     return fits
 
 
+def collapse_exponent(learning_rates, batch_sizes, test_acc, *, chance: float, degree: int = 3,
+                      alphas=np.linspace(-1.0, 3.0, 401)) -> dict:
+    """How the test accuracy depends on ε and S: the exponent α for which the curves of
+    every ε fall on one curve against x = α·ln ε − ln S (α = 1: a function of g = εN/S).
+
+    For each α, a weighted least-squares polynomial of ``degree`` in x through the mean
+    accuracies of all (ε, S) (weights 1/se², se floored at 0.002; failed runs — below the
+    midpoint of chance and the best — left out), and its χ²(α). Returns α̂ = argmin χ²,
+    its 95 % profile interval {α : χ²(α) ≤ χ²_min + 3.84·s} with s = max(1, χ²_min/dof)
+    (the misfit scale), the χ² profile, and the number of points."""
+    eps = np.asarray(learning_rates, float)
+    s = np.asarray(batch_sizes, float)
+    mean, se = _mean_se(np.asarray(test_acc, float))  # (n_ε, n_S)
+    best = np.nanmax(mean)
+    keep = np.isfinite(mean) & (mean >= 0.5 * (chance + best))
+    le, ls = np.meshgrid(np.log(eps), np.log(s), indexing="ij")
+    y = mean[keep]
+    w = 1.0 / np.maximum(np.nan_to_num(se[keep], nan=0.002), 0.002) ** 2
+    chi2 = []
+    for alpha in alphas:
+        x = (alpha * le - ls)[keep]
+        x = (x - x.mean()) / (x.std() or 1.0)
+        design = np.vander(x, degree + 1)
+        coef = np.linalg.lstsq(design * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+        chi2.append(float(np.sum(w * (y - design @ coef) ** 2)))
+    chi2 = np.asarray(chi2)
+    k = int(np.argmin(chi2))
+    dof = max(int(keep.sum()) - (degree + 1) - 1, 1)
+    scale = max(1.0, chi2[k] / dof)
+    inside = alphas[chi2 <= chi2[k] + 3.84 * scale]
+    return {"alpha": float(alphas[k]), "interval": (float(inside.min()), float(inside.max())), "chi2_min": float(chi2[k]),
+            "dof": dof, "points": int(keep.sum()), "alphas": np.asarray(alphas), "chi2": chi2,
+            "at_grid_edge": bool(inside.min() <= alphas[0] or inside.max() >= alphas[-1])}
+
+
+def collapse_verdict(claim: str, fit: dict) -> Verdict:
+    """Confirmed: the interval holds 1 and excludes 0; contradicted: it excludes 1; not
+    confirmed otherwise."""
+    low, high = fit["interval"]
+    if not low <= 1 <= high:
+        verdict = CONTRADICTED
+    elif low <= 0 <= high:
+        verdict = NOT_CONFIRMED
+    else:
+        verdict = CONFIRMED
+    text = (f"collapse exponent α = {fit['alpha']:+.2f}, 95% profile interval [{low:+.2f}, {high:+.2f}] "
+            f"({fit['points']} points, χ²_min/dof = {fit['chi2_min'] / fit['dof']:.2g})")
+    return Verdict(claim, "collapse exponent", fit["alpha"], (low, high), None, verdict, text)
+
+
 def _slope(claim: str, x, fits) -> Verdict:
     keep = [k for k, f in enumerate(fits) if f["maximum_inside"]]
     x = np.log(np.asarray(x, float))[keep]
@@ -346,9 +399,12 @@ def run_scaling(*, data=None, data_format=None, quick=False, seed=0, out=".", pr
         mean, se = _mean_se(acc[ok])
         n_fits.append(quadratic_optimum(np.asarray(batch_sizes)[ok], mean, se, window=size["window"], se_floor=1 / n_test,
                                         chance=chance))
+    collapse = collapse_exponent(size["learning_rates"], batch_sizes, eps_grid["test_accuracy"], chance=chance)
     verdicts = [
         _slope("B_opt ∝ ε at fixed N: the slope of ln B_opt on ln ε is 1", size["learning_rates"], eps_fits),
         _slope("B_opt ∝ N at fixed ε: the slope of ln B_opt on ln N is 1", ns, n_fits),
+        collapse_verdict("at fixed N the test accuracy depends on ε and S through g = εN/S: the curves of every ε "
+                         "fall on one curve against ε^α/S with α = 1", collapse),
     ]
     return {
         "setup": {"data": splits.train.name, "N": n_full, "n_test": n_test, "model": f"MLP{tuple(size['hidden'])}, ReLU",
@@ -359,6 +415,7 @@ def run_scaling(*, data=None, data_format=None, quick=False, seed=0, out=".", pr
         "eps_scan": {"test_accuracy": eps_grid["test_accuracy"], "train_accuracy": eps_grid["train_accuracy"],
                      "diverged": eps_grid["diverged"], "steps": eps_grid["steps"], "fits": eps_fits},
         "n_scan": {"test_accuracy": n_test_acc, "train_accuracy": n_train_acc, "fits": n_fits},
+        "collapse": collapse,
         "seconds": time.perf_counter() - began, "verdicts": verdicts,
     }
 
@@ -377,6 +434,10 @@ def table_scaling(results: dict) -> str:
             lo, hi = fit["b_opt_interval"]
             lines.append(f"{label:6s} {number(v, 3):>7s} {int(s_grid[int(np.nanargmax(mean))]):7d} {np.nanmax(mean):9.4f} "
                          f"{fit['b_opt']:8.3g} {f'{lo:.3g} … {hi:.3g}':>17s} {str(fit['maximum_inside']):>11s}")
+    c = results.get("collapse")
+    if c is not None:
+        lines.append(f"ε curves collapse on ε^α/S at α = {c['alpha']:.2f}, 95% interval "
+                     f"[{c['interval'][0]:.2f}, {c['interval'][1]:.2f}] (α = 1: a function of g = εN/S)")
     return "\n".join(lines)
 
 
@@ -405,9 +466,14 @@ def plot_scaling(results: dict):
         plain_log_ticks(a.xaxis)
     ax[0].set(xlabel="batch size S", ylabel="test accuracy", title=f"N = {st['N']}: test accuracy against S")
     ax[0].legend(loc="lower right")
-    ax[1].set(xlabel="noise scale g = εN/S", ylabel="test accuracy", title="every configuration against g")
+    c = results.get("collapse")
+    title = "every configuration against g"
+    if c is not None:
+        title += f"\n(N = {st['N']}: collapse exponent α = {number(c['alpha'], 2)}, CI {number(c['interval'][0], 2)}"\
+                 f"–{number(c['interval'][1], 2)})"
+    ax[1].set(xlabel="noise scale g = εN/S", ylabel="test accuracy", title=title)
     ax[1].legend(loc="lower left", fontsize=8)
-    verdict_eps, verdict_n = results["verdicts"]
+    verdict_eps, verdict_n = results["verdicts"][:2]
     for values, scan, marker, label, verdict, k0 in (
             (eps / eps.max(), scan, "o", "ε/ε_max (N fixed)", verdict_eps, 0),
             (ns / ns.max(), results["n_scan"], "^", "N/N_max (ε fixed)", verdict_n, 1)):
