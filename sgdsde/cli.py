@@ -259,14 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs one experiment of Jastrzębski et al. (2018), Smith & Le (2018) or He, Liu & Tao "
         "(2019) on the built-in 8x8 digits (or a --data folder) and prints the paper's claim beside the "
         "measured statistic and a verdict (confirmed, not confirmed, contradicted). Writes a table, "
-        "<name>.json and <name>.png in --out; grids run as resumable sweeps in <out>/<name>-sweeps, so a "
-        "run started again with the same arguments continues where it stopped. --list shows the "
-        "experiments (docs/reproductions.md).",
+        "<name>.json and <name>.png in --out (the name with _ for -); grids run as resumable sweeps in "
+        "<out>/<name>-sweeps, so a run started again with the same arguments continues where it stopped. "
+        "--list shows the experiments (docs/reproductions.md).",
     )
     repro.add_argument("name", nargs="?", default=None, metavar="NAME",
                        help="the experiment (its name or label; see --list)")
     repro.add_argument("--list", action="store_true", help="list the experiments, their papers and claims; run none")
-    repro.add_argument("--quick", action="store_true", help="a small version (seconds; the test suite)")
+    repro.add_argument("--quick", action="store_true", help="a small version (under a minute; the test suite)")
     repro.add_argument("--data", default=None, metavar="FOLDER",
                        help="a local MNIST / Fashion-MNIST (IDX) or CIFAR-10/100 (binary) folder "
                        "(default: the built-in digits)")
