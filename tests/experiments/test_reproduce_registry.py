@@ -126,3 +126,15 @@ def test_resume_after_deleting_one_configuration(cli_run):
     value = lambda v: np.nan if v["value"] is None else v["value"]  # NaN is null in the JSON
     assert [value(v) for v in after["verdicts"]] == pytest.approx([value(v) for v in before["verdicts"]],
                                                                   nan_ok=True)
+
+
+def test_modules_not_written_yet_are_left_out_and_import_errors_raised(monkeypatch, tmp_path):
+    """A module named in _MODULES that does not exist yet is left out of the list; one that
+    exists but fails to import raises its error (never hidden)."""
+    monkeypatch.setattr(reproduce, "_MODULES", (*reproduce._MODULES, "not_written_yet"))
+    assert "he-liu-tao" in reproduce.experiments()
+    (tmp_path / "broken_experiment.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.setattr(reproduce, "__path__", [*reproduce.__path__, str(tmp_path)])
+    monkeypatch.setattr(reproduce, "_MODULES", (*reproduce._MODULES, "broken_experiment"))
+    with pytest.raises(ImportError, match="broken on purpose"):
+        reproduce.experiments()
