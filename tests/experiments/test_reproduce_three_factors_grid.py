@@ -46,9 +46,11 @@ def test_quick_run_writes_json_png_and_verdicts(quick):
     shape = (len(grid.QUICK["learning_rates"]), len(grid.QUICK["batch_sizes"]), grid.QUICK["replicas"])
     for key in ("hessian_norm_fd", "hessian_norm_exact", "lambda_max", "test_accuracy", "train_accuracy"):
         assert np.shape(saved[key]) == shape
-    lam, norm = np.asarray(saved["lambda_max"]), np.asarray(saved["hessian_norm_exact"])
-    # ‖H‖_F ≥ λ_max for every matrix; the estimate with 6 probes may fall below by its noise
+    lam, norm = np.asarray(saved["lambda_max"]), np.asarray(saved["hessian_norm_fd"])
+    # ‖H‖_F ≥ λ_max for every matrix (the finite-difference value more so on a ReLU net);
+    # the estimate with 6 probes may fall below by its noise, hence the median
     assert np.all(np.isfinite(lam)) and np.all(lam > 0) and np.median(norm / lam) > 1
+    assert np.all(np.isnan(np.asarray(saved["hessian_norm_exact"], float)))  # checked at the default size only
     # the sign of the sharpness effect shows even at the quick size (ρ < 0 over 6 configurations)
     assert saved["verdicts"][1]["value"] < 0
     assert max(len(line) for line in grid.table(results).splitlines()) <= 100
