@@ -138,3 +138,16 @@ def test_modules_not_written_yet_are_left_out_and_import_errors_raised(monkeypat
     monkeypatch.setattr(reproduce, "_MODULES", (*reproduce._MODULES, "broken_experiment"))
     with pytest.raises(ImportError, match="broken on purpose"):
         reproduce.experiments()
+
+
+def test_other_options_into_the_same_out_are_refused(cli_run, capsys):
+    """The sweeps of a run with other options (here --seed) are not resumed: exit 2, one
+    line naming --out and the folder, nothing written."""
+    status, out = cli_run
+    assert status == 0
+    stamps = {f: f.stat().st_mtime_ns for f in out.rglob("*") if f.is_file()}
+    assert cli.main(["reproduce", "he-liu-tao", "--quick", "--quiet", "--out", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sgdsde reproduce: error: --out:") and "he-liu-tao-sweeps" in err
+    assert len(err.splitlines()) == 1
+    assert {f: f.stat().st_mtime_ns for f in out.rglob("*") if f.is_file()} == stamps

@@ -140,8 +140,16 @@ def reproduce(name: str, *, quick: bool = False, data: str | os.PathLike | None 
     stem = experiment.name.replace("-", "_")
     out = check_out_dir(out, files=(f"{stem}.json", f"{stem}.png"))
     start = time.perf_counter()
-    results = experiment.run(data=data, data_format=data_format, quick=quick, seed=seed, out=out,
-                             progress=progress)
+    try:
+        results = experiment.run(data=data, data_format=data_format, quick=quick, seed=seed, out=out,
+                                 progress=progress)
+    except ValueError as err:
+        if "started with different arguments" not in str(err):
+            raise
+        folder = Path(out) / f"{experiment.name}-sweeps"
+        raise ValueError(f"out: {str(folder)!r} holds the sweeps of a run of {experiment.name} with other "
+                         f"options (--quick, --seed or --data); give another output folder, or delete that "
+                         f"folder to start afresh ({err})") from err
     if not results.get("verdicts"):
         raise RuntimeError(f"experiment {experiment.name!r} returned no verdicts")
     results["verdicts"] = [v.as_dict() if isinstance(v, Verdict) else dict(v) for v in results["verdicts"]]
