@@ -228,8 +228,7 @@ def _tiny_network(seed=0, n=48, hidden=4):
     lam = 1.0
     cost = lambda p: n * problem.data_loss(p) + 0.5 * lam * sum(jnp.sum(v**2) for v in jax.tree_util.tree_leaves(p))
     step = jax.jit(lambda p: jax.tree_util.tree_map(lambda a, g: a - 0.02 * g, p, jax.grad(cost)(p)))
-    for _ in range(300):
-        params = step(params)
+    params = jax.jit(lambda p: jax.lax.fori_loop(0, 300, lambda _, q: step(q), p))(params)
     return problem, params, lam, cost
 
 
@@ -246,23 +245,24 @@ def test_network_evidence_by_slq_against_the_dense_hessian(x64):
     problem, params, lam, cost = _tiny_network()
     flat, unravel = ravel_pytree(params)
     d = flat.size
-    hess = np.asarray(jax.hessian(lambda w: cost(unravel(w)))(flat))
+    hess = np.asarray(jax.jit(jax.hessian(lambda w: cost(unravel(w))))(flat))
     sign, dense_logdet = np.linalg.slogdet(hess / lam)
     assert sign > 0, "the test network must sit where H is positive definite"
-    ev = ls.network_log_evidence(problem, params, lam, key=jax.random.key(1), num_probes=60, num_steps=d)
+    ev = ls.network_log_evidence(problem, params, lam, key=jax.random.key(1), num_probes=60, num_steps=d,
+                                 batch_size=60)
     assert ev.log_evidence_stderr > 0 and 2 * ev.log_evidence_stderr < 0.1 * abs(dense_logdet)
     assert abs(ev.log_det - dense_logdet) <= 4 * 2 * ev.log_evidence_stderr, (ev.log_det, dense_logdet)
     assert ev.cost == pytest.approx(float(cost(params)), rel=1e-12)
     assert ev.log_evidence == pytest.approx(-ev.cost - 0.5 * ev.log_det, abs=1e-9)
     # Gauss–Newton: J (N·K × d) by forward mode, the softmax Hessian per example
     logits = lambda w: problem.info["logits"](unravel(w), problem.data["x"])
-    jac = np.asarray(jax.jacfwd(logits)(flat))  # (N, K, d)
+    jac = np.asarray(jax.jit(jax.jacfwd(logits))(flat))  # (N, K, d)
     p = np.asarray(jax.nn.softmax(logits(flat)))
     h_out = np.einsum("nk,kl->nkl", p, np.eye(2)) - np.einsum("nk,nl->nkl", p, p)
     ggn = np.einsum("nkd,nkl,nle->de", jac, h_out, jac) + lam * np.eye(d)
     ggn_logdet = np.linalg.slogdet(ggn / lam)[1]
     gn = ls.network_log_evidence(problem, params, lam, key=jax.random.key(2), curvature="gauss_newton",
-                                 num_probes=60, num_steps=d)
+                                 num_probes=60, num_steps=d, batch_size=60)
     assert abs(gn.log_det - ggn_logdet) <= 4 * 2 * gn.log_evidence_stderr, (gn.log_det, ggn_logdet)
     assert gn.cost == ev.cost and gn.gradient_norm == ev.gradient_norm
 
