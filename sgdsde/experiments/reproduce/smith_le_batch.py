@@ -510,5 +510,5 @@ EXPERIMENTS = (
         claim="the optimal batch size is proportional to the learning rate and to the training set size, "
               "B_opt ∝ εN",
         run=run_scaling, table=table_scaling, plot=plot_scaling,
-        default_runtime="about 9 minutes on 2 shared, busy CPU cores (load ≈ 10-16)"),
+        default_runtime="372 s on 2 shared, busy CPU cores (load ≈ 9)"),
 )
