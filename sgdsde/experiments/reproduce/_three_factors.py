@@ -251,7 +251,7 @@ def line_metrics(problem: sd.Problem, params_a: PyTree, params_b: PyTree, alphas
                  datasets: dict) -> dict:
     """Loss and accuracy at θ(α) = (1 − α) θ_A + α θ_B for every α (the trainable
     parameters interpolated; batch statistics too, linearly — they are parameters of the
-    network function). ``datasets``: {name: Dataset or "train"}. Returns {f"{name}_loss",
+    network function; runs from one initialisation share them, and the line keeps them). ``datasets``: {name: Dataset or "train"}. Returns {f"{name}_loss",
     f"{name}_accuracy": arrays (len(alphas),)}."""
     alphas = jnp.asarray(alphas, jnp.float32)
     points = jax.vmap(lambda a: jax.tree_util.tree_map(lambda x, y: (1 - a) * x + a * y, params_a, params_b))(alphas)
@@ -276,9 +276,9 @@ def end_curvature(alphas: Sequence[float], values: Sequence[float], at: float) -
 
 
 def barrier(alphas: Sequence[float], values: Sequence[float]) -> float:
-    """max over α ∈ [0, 1] of f(α) − [(1 − α) f(0) + α f(1)]: the height of the curve
-    above the chord between its ends (0 for a convex curve with no bump... ≤ 0 when the
-    curve lies below the chord). α = 0 and 1 must be nodes of ``alphas``."""
+    """max over the nodes α ∈ [0, 1] of f(α) − [(1 − α) f(0) + α f(1)]: the height of the
+    curve above the chord between its ends; ≥ 0 (the ends give 0), and 0 for a convex
+    curve. α = 0 and 1 must be nodes of ``alphas``."""
     alphas, values = np.asarray(alphas, float), np.asarray(values, float)
     i0, i1 = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(alphas - 1)))
     if not (np.isclose(alphas[i0], 0, atol=1e-9) and np.isclose(alphas[i1], 1, atol=1e-9)):
