@@ -6,9 +6,9 @@ docs/reproductions.md).
 MLP (:mod:`._three_factors`), α on an even grid over [−1, 2] (the paper's range); train
 and test loss and accuracy along it. Every run lasts the same number of epochs (the
 paper's budget; ⌈epochs·N/S⌉ steps, one resumable sweep per batch size), so that
-(η, S) and (βη, βS) cover the same SDE time η·steps. Each replica r trains every configuration from the
-same initialisation and the same minibatch draws (common random numbers,
-``fold_in(key, r)``); replicas differ in both, and give the error bars.
+(η, S) and (βη, βS) cover the same SDE time η·steps. Each replica r trains every
+configuration from the same initialisation and the same minibatch draws (common random
+numbers, ``fold_in(key, r)``); replicas differ in both, and give the error bars.
 
 (b) ``three-factors-interpolation``: a baseline B = (η, S) against a large-batch run
 (η, kS) and a small-learning-rate run (η/k, S), both of k-times smaller η/S (the paper:
@@ -17,14 +17,14 @@ ResNet-56, (0.1, 128) against (0.1, 1024) and (0.01, 128)). Claim: the minimum o
 c = d²L/dα² by the three-point difference [L(α−h) − 2L(α) + L(α+h)]/h² at α = 0 (the
 small-η/S end) and α = 1 (the baseline) — both along the same direction θ_B − θ_A, so
 they compare like with like; verdict on the paired difference c_A − c_B over replicas
-(> 0 claimed).
+(> 0 claimed). Also reported: the same for log L (free of the loss level at each end).
 
 (c) ``three-factors-same-ratio``: (η, S), (2η, 2S), (4η, 4S) — the same η/S (the
 paper: VGG-11, (0.1β, 50β), β ∈ {0.25, 1, 4}). Claim: minima of the same η/S are
 alike, the line between them has no barrier. Measure: the barrier max_{α∈[0,1]} [L(α) −
 ((1 − α) L(0) + α L(1))] of the training loss, for the same-ratio pairs (β = 1 ↔ 2,
 1 ↔ 4) against the different-ratio pairs at the same distance in (η, S): (η, S) ↔
-(4η, S) and (η, S) ↔ (η, 4S); verdict on the paired difference of the mean barriers
+(4η, S) and (η, S) ↔ (η, 4S) (4: the largest β; 2 with --quick); verdict on the paired difference of the mean barriers
 (< 0 claimed), and likewise on the relative difference of the end curvatures.
 """
 
