@@ -71,8 +71,8 @@ SIZES = {
         False: {"hidden": (128,), "epochs": 20, "learning_rates": (0.1, 0.2, 0.4, 0.8),
                 "batch_sizes": (2, 4, 8, 16, 32, 64, 128, 256), "replicas": 4, "N": None,
                 "subsets": (157, 315, 629), "n_learning_rate": 0.8, "window": None},
-        True: {"hidden": (32,), "epochs": 10, "learning_rates": (0.2, 0.8), "batch_sizes": (3, 9, 27),
-               "replicas": 2, "N": 300, "subsets": (150,), "n_learning_rate": 0.8, "window": None},
+        True: {"hidden": (32,), "epochs": 10, "learning_rates": (0.1, 0.4), "batch_sizes": (2, 6, 18),
+               "replicas": 2, "N": 300, "subsets": (150,), "n_learning_rate": 0.4, "window": None},
     },
 }
 
@@ -484,7 +484,8 @@ def plot_scaling(results: dict):
         hi = np.array([f["b_opt_interval"][1] for f in fits])
         color = f"C{k0}"
         ax[2].errorbar(values[inside], b[inside], yerr=[b[inside] - lo[inside], hi[inside] - b[inside]], fmt=marker,
-                       color=color, capsize=3, label=f"B_opt vs {label}: slope {number(verdict['value'], 2)}")
+                       color=color, capsize=3, label=f"B_opt vs {label}: slope "
+                       f"{number(verdict['value'], 2) if np.isfinite(verdict['value']) else '(too few points)'}")
         if np.any(~inside):
             ax[2].plot(values[~inside], b[~inside], marker, mfc="none", color=color, label=f"{label}: no maximum inside")
     ref = np.array([min(eps.min() / eps.max(), ns.min() / ns.max()), 1.0])
