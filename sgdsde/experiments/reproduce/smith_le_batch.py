@@ -502,12 +502,12 @@ def plot_scaling(results: dict):
 
 EXPERIMENTS = (
     Experiment(
-        name=OPTIMAL, label="g", paper="Smith & Le (2018), Fig. 5a: test accuracy against batch size at fixed ε",
+        name=OPTIMAL, label="g", paper="Smith & Le (2018): test accuracy against batch size at fixed ε",
         claim="at a fixed learning rate the test accuracy has a maximum at an interior batch size B_opt",
         run=run_optimal_batch, table=table_optimal_batch, plot=plot_optimal_batch,
         default_runtime="98 s on 2 shared, busy CPU cores (load ≈ 9)"),
     Experiment(
-        name=SCALING, label="h", paper="Smith & Le (2018), Figs. 5b and 6: B_opt against ε and against N",
+        name=SCALING, label="h", paper="Smith & Le (2018): B_opt against ε and against N",
         claim="the optimal batch size is proportional to the learning rate and to the training set size, "
               "B_opt ∝ εN",
         run=run_scaling, table=table_scaling, plot=plot_scaling,

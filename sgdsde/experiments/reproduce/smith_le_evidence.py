@@ -1,4 +1,4 @@
-"""Smith & Le (2018), Section 3: the Bayesian evidence tells real labels from random ones (i).
+"""Smith & Le (2018): the Bayesian evidence tells real labels from random ones (i).
 
 Zhang et al.'s memorisation puzzle on a small linear model: a logistic regression with as
 many parameters as training examples fits real labels and random labels of the same
@@ -296,7 +296,7 @@ def plot(results: dict):
 
 EXPERIMENTS = (
     Experiment(
-        name=NAME, label="i", paper="Smith & Le (2018), Section 3 (Figs. 1-2): random against real labels",
+        name=NAME, label="i", paper="Smith & Le (2018): random against real labels on a small linear model",
         claim="a model that fits both real and random labels has a higher Bayesian evidence for the real labels",
         run=run, table=table, plot=plot, default_runtime="47 s on 2 shared, busy CPU cores (load ≈ 7-9)"),
 )
