@@ -71,7 +71,7 @@ SIZES = {
         False: {"hidden": (128,), "epochs": 20, "learning_rates": (0.1, 0.2, 0.4, 0.8),
                 "batch_sizes": (2, 4, 8, 16, 32, 64, 128, 256), "replicas": 4, "N": None,
                 "subsets": (157, 315, 629), "n_learning_rate": 0.8, "window": None},
-        True: {"hidden": (32,), "epochs": 10, "learning_rates": (0.1, 0.4), "batch_sizes": (2, 6, 18),
+        True: {"hidden": (16,), "epochs": 5, "learning_rates": (0.1, 0.4), "batch_sizes": (2, 6, 18),
                "replicas": 2, "N": 300, "subsets": (150,), "n_learning_rate": 0.4, "window": None},
     },
 }
