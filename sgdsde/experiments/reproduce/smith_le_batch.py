@@ -62,7 +62,8 @@ Z95 = 1.959963984540054
 # the default and quick sizes; "N" None: the whole training set
 SIZES = {
     OPTIMAL: {
-        False: {"hidden": (128,), "epochs": 20, "learning_rate": 0.8, "batch_sizes": (2, 4, 8, 16, 32, 64, 128, 256, 512),
+        False: {"hidden": (128,), "epochs": 20, "learning_rate": 0.8,
+                "batch_sizes": (2, 4, 8, 16, 32, 64, 128, 256, 512),
                 "replicas": 4, "N": None, "window": None},
         True: {"hidden": (32,), "epochs": 10, "learning_rate": 0.8, "batch_sizes": (8, 16, 32, 64),
                "replicas": 2, "N": 400, "window": None},
@@ -116,7 +117,8 @@ def _mean_se(values) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------- the optimum
-def quadratic_optimum(batch_sizes, mean, se, *, window: int | None = None, se_floor: float = 0.0, chance: float = 0.0) -> dict:
+def quadratic_optimum(batch_sizes, mean, se, *, window: int | None = None, se_floor: float = 0.0,
+                      chance: float = 0.0) -> dict:
     """Weighted least-squares y = a + b·u + c·u², u = ln S, over ``window`` batch sizes
     centred on the largest mean (shifted to stay inside the grid; None: all); weights 1/se² (se
     floored at ``se_floor``). Configurations where training **failed** — mean accuracy

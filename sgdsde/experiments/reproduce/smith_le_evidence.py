@@ -14,8 +14,8 @@ is higher for real labels.
 Setup: two classes of the built-in digits (0 and 1 by default; ``pair``), a training set
 of N = 32 images (64 pixels and an intercept, d = 65; the pixels of the two classes
 span about 50 dimensions, more than N, so any labelling is linearly separable), the two
-classes' test images as the test set (scored against their real labels). Random labels: a random permutation of the real ones (the same class
-balance). Each seed draws a new training subset and a new permutation. The evidence is
+classes' test images as the test set (scored against their real labels). Random labels:
+a random permutation of the real ones (the same class balance). Each seed draws a new training subset and a new permutation. The evidence is
 computed for a grid of prior precisions λ (Smith & Le plot against the regularisation);
 the verdict uses λ = ``headline`` (prior variance 1/λ stated in the table): the paired
 difference of log evidence per example (real − random) over the seeds, its mean and
