@@ -52,7 +52,12 @@ def test_quick_run_writes_json_png_and_verdicts(quick):
     assert np.all(np.isfinite(lam)) and np.all(lam > 0) and np.median(norm / lam) > 1
     assert np.all(np.isnan(np.asarray(saved["hessian_norm_exact"], float)))  # checked at the default size only
     # the sign of the sharpness effect shows even at the quick size (ρ < 0 over 6 configurations)
-    assert saved["verdicts"][1]["value"] < 0
+    assert saved["verdicts"][0]["value"] < 0 and saved["verdicts"][1]["value"] < 0
+    # the paper's budget: the same number of epochs, ⌈epochs·N/S⌉ steps
+    setup = saved["setup"]
+    assert setup["budget"] == "epochs"
+    expected = np.ceil(setup["epochs"] * setup["n_train"] / np.asarray(setup["batch_sizes"]))
+    np.testing.assert_array_equal(np.asarray(setup["steps_per_config"]), np.broadcast_to(expected, shape[:2]))
     assert max(len(line) for line in grid.table(results).splitlines()) <= 100
 
 
@@ -128,7 +133,12 @@ def test_barrier_is_the_height_above_the_chord():
     assert tf.barrier(alphas, convex) == pytest.approx(0.0, abs=1e-12)  # the ends themselves: 0
 
 
-def test_line_ends_are_the_endpoints(quick):
+def test_budget_must_be_epochs_or_steps(tmp_path):
+    with pytest.raises(ValueError, match="budget"):
+        grid.run(quick=True, out=tmp_path, budget="time", progress=False)
+
+
+def test_line_ends_are_the_endpoints():
     splits = tf.load_splits(None, None, seed=0, train_examples=200, test_examples=50)
     problem = tf.make_problem(splits, (8, 8, 8, 8))
     p0 = problem.info["init_params"](jax.random.key(0))

@@ -2,7 +2,7 @@
 (Jastrzębski et al. 2018, §4.1, Fig. 1; docs/reproductions.md).
 
 A 4-layer batch-norm ReLU MLP (:mod:`._three_factors`) is trained with plain SGD (no
-momentum, a fresh uniform S-subset per step) for the same number of steps at every (η, S)
+momentum, a fresh uniform S-subset per step) for the same number of epochs at every (η, S)
 of a grid × R replicas (resumable sweep, final parameters kept). At each endpoint:
 
 - the paper's sharpness: ‖H‖_F of the training-loss Hessian by the finite-difference
@@ -17,11 +17,11 @@ configurations, each the mean over its replicas) and test accuracy rises with η
 (ρ > 0; "up to a point", appendix F.1). Also reported: each measurement against η alone
 and 1/S alone (which factor carries the correlation).
 
-Budget: the same number of SGD steps for every configuration (the paper: 200 epochs
-each). On 1,258 examples a fixed epoch count gives the large-batch, small-η corner so few
-steps that it is far from a minimum (η·steps ≈ 1–5); with a fixed step count every
-configuration fits its training set (train accuracy ≥ 0.99 at the default size), which
-is the situation the claim is about.
+Budget: as the paper (200 epochs each), the same number of epochs for every
+configuration (⌈epochs·N/S⌉ steps; 100 epochs by default), so that (βη, βS) covers the
+same SDE time η·steps as (η, S). ``run(budget="steps")`` gives every configuration the
+same number of steps instead (2,000 by default): then (βη, βS) runs β times longer in SDE
+time, and η, not η/S, carries the correlations (docs/reproductions.md).
 """
 
 from __future__ import annotations
@@ -39,30 +39,48 @@ from ._verdict import correlation_verdict
 NAME = "three-factors-sharpness"
 
 DEFAULT = {"learning_rates": [0.005, 0.01, 0.02, 0.04, 0.08], "batch_sizes": [16, 32, 64, 128, 256],
-           "steps": 2000, "replicas": 2, "hidden": list(tf.HIDDEN), "fd_samples": 20, "lanczos_iterations": 20,
-           "group_batch_sizes": True, "exact_check": True}
-QUICK = {"learning_rates": [0.01, 0.02, 0.04], "batch_sizes": [16, 64], "steps": 500, "replicas": 1,
+           "epochs": 100, "steps": 2000, "replicas": 2, "hidden": list(tf.HIDDEN), "fd_samples": 20,
+           "lanczos_iterations": 20, "group_batch_sizes": True, "exact_check": True}
+QUICK = {"learning_rates": [0.01, 0.02, 0.04], "batch_sizes": [16, 64], "epochs": 8, "steps": 500, "replicas": 1,
          "hidden": list(tf.HIDDEN), "fd_samples": 6, "lanczos_iterations": 10, "group_batch_sizes": False,
          "exact_check": False}
 FD_EPSILON = 1e-2  # step length of the finite difference in parameter space (see docs: kinks of ReLU)
+BUDGETS = ("epochs", "steps")
 
 
-def run(*, data=None, data_format=None, quick=False, seed=0, out="sgdsde-output/reproduce", progress=True) -> dict:
-    """Train the grid, measure every endpoint, and return every number with the verdicts."""
-    setup = dict(QUICK if quick else DEFAULT)
+def run(*, data=None, data_format=None, quick=False, seed=0, out="sgdsde-output/reproduce", progress=True,
+        budget: str = "epochs") -> dict:
+    """Train the grid, measure every endpoint, and return every number with the verdicts.
+
+    budget: "epochs" (the paper's: every configuration for the same number of epochs,
+    ⌈epochs·N/S⌉ steps, one resumable sweep per batch size) or "steps" (the same number
+    of steps for all, one sweep over the grid)."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget: must be one of {BUDGETS}, got {budget!r}")
+    setup = {**(QUICK if quick else DEFAULT), "budget": budget}
     key = jax.random.key(seed)
     splits = tf.load_splits(data, data_format, seed=seed)
     problem = tf.make_problem(splits, setup["hidden"])
-    note(NAME, f"{len(setup['learning_rates'])} × {len(setup['batch_sizes'])} grid × {setup['replicas']} replicas, "
-         f"{setup['steps']} SGD steps, MLP{tuple(setup['hidden'])} with batch norm ({problem.info['num_parameters']} "
-         f"parameters) on {splits.train.name} (N = {splits.train.num_examples})", enabled=progress)
-    result, params = tf.train_grid(sweep_folder(out, NAME), jax.random.fold_in(key, 1), problem,
-                                   setup["learning_rates"], setup["batch_sizes"], setup["steps"],
-                                   replicas=setup["replicas"], progress=progress,
-                                   group_batch_sizes=setup["group_batch_sizes"])
-    grid = tuple(result.grid_shape) + (setup["replicas"],)
-    diverged = np.asarray(result.diverged, bool).reshape(grid)
-    flat = tf.flatten_configs(params, len(grid))
+    eta = np.asarray(setup["learning_rates"], float)
+    size = np.asarray(setup["batch_sizes"], int)
+    length = f"{setup['epochs']:g} epochs" if budget == "epochs" else f"{setup['steps']} SGD steps"
+    note(NAME, f"{eta.size} × {size.size} grid × {setup['replicas']} replicas, {length}, "
+         f"MLP{tuple(setup['hidden'])} with batch norm ({problem.info['num_parameters']} parameters) on "
+         f"{splits.train.name} (N = {splits.train.num_examples})", enabled=progress)
+    grid = (eta.size, size.size, setup["replicas"])
+    if budget == "epochs":
+        configs = [(float(e), int(b)) for e in eta for b in size]
+        params, diverged, steps = tf.train_epochs(out, NAME, jax.random.fold_in(key, 1), problem, configs,
+                                                  setup["epochs"], replicas=setup["replicas"], progress=progress)
+        steps = steps.reshape(grid[:2])
+    else:
+        result, params = tf.train_grid(sweep_folder(out, NAME), jax.random.fold_in(key, 1), problem, eta, size,
+                                       setup["steps"], replicas=setup["replicas"], progress=progress,
+                                       group_batch_sizes=setup["group_batch_sizes"])
+        diverged = np.asarray(result.diverged, bool)
+        steps = np.full(grid[:2], setup["steps"])
+    diverged = np.asarray(diverged, bool).reshape(grid)
+    flat = tf.flatten_configs(params, 3 if budget == "steps" else 2)
     # diverged replicas have non-finite params: measure a finite stand-in, then mask
     keep = ~diverged.reshape(-1)
     if not keep.all():
@@ -87,15 +105,14 @@ def run(*, data=None, data_format=None, quick=False, seed=0, out="sgdsde-output/
     note(NAME, "λ_max (Lanczos)", enabled=progress)
     lam = tf.top_eigenvalue(problem, flat, jax.random.fold_in(key, 3), num_iterations=setup["lanczos_iterations"])
 
-    eta = np.asarray(setup["learning_rates"], float)
-    size = np.asarray(setup["batch_sizes"], float)
     ratio = eta[:, None] / size[None, :]
     results = {
         "setup": {**setup, "data": splits.train.name, "n_train": splits.train.num_examples,
                   "n_test": splits.test.num_examples, "num_parameters": problem.info["num_parameters"],
                   "sampling": tf.SAMPLING, "fd_epsilon": FD_EPSILON, "fd_scheme": "forward", "seed": seed,
-                  "epochs_min_max": [setup["steps"] * size.min() / splits.train.num_examples,
-                                     setup["steps"] * size.max() / splits.train.num_examples]},
+                  "steps_per_config": steps,
+                  "epochs_min_max": [float((steps * size[None, :]).min() / splits.train.num_examples),
+                                     float((steps * size[None, :]).max() / splits.train.num_examples)]},
         "eta_over_S": ratio,
         "hessian_norm_fd": shaped(fd), "hessian_norm_fd_squared_se": shaped(fd_se),
         "hessian_norm_exact": shaped(exact), "hessian_norm_exact_squared_se": shaped(exact_se),
@@ -130,6 +147,12 @@ def run(*, data=None, data_format=None, quick=False, seed=0, out="sgdsde-output/
     return results
 
 
+def _budget(setup: dict) -> str:
+    if setup.get("budget", "steps") == "epochs":
+        return f"{setup['epochs']:g} epochs each"
+    return f"{setup['steps']} steps each"
+
+
 def _replica_mean(values) -> np.ndarray:
     """Mean over the last (replica) axis of the finite entries; NaN where there are none."""
     values = np.asarray(values, float)
@@ -144,16 +167,17 @@ def table(results: dict) -> str:
     means = {k: np.asarray(v, float) for k, v in results["config_means"].items()}
     ratio = np.asarray(results["eta_over_S"], float)
     eta, size = s["learning_rates"], s["batch_sizes"]
+    steps = np.asarray(s.get("steps_per_config", np.full(ratio.shape, s["steps"])), int)
     lines = [f"MLP{tuple(s['hidden'])} + batch norm on {s['data']} (N = {s['n_train']}), sgd({s['sampling']}), "
-             f"{s['steps']} steps, {s['replicas']} replicas",
+             f"{_budget(s)}, {s['replicas']} replicas",
              f"{'η':>7s} {'S':>5s} {'η/S':>9s} {'‖H‖_F fd':>10s} {'‖H‖_F':>8s} {'λ_max':>8s} "
-             f"{'train acc':>9s} {'test acc':>9s}"]
+             f"{'train acc':>9s} {'test acc':>9s} {'steps':>6s}"]
     order = np.argsort(ratio.ravel(), kind="stable")
     for flat_index in order:
         i, j = np.unravel_index(flat_index, ratio.shape)
         lines.append(f"{eta[i]:7.3g} {size[j]:5d} {ratio[i, j]:9.2e} {means['hessian_norm_fd'][i, j]:10.3g} "
                      f"{means['hessian_norm_exact'][i, j]:8.3g} {means['lambda_max'][i, j]:8.3g} "
-                     f"{means['train_accuracy'][i, j]:9.3f} {means['test_accuracy'][i, j]:9.3f}")
+                     f"{means['train_accuracy'][i, j]:9.3f} {means['test_accuracy'][i, j]:9.3f} {steps[i, j]:6d}")
     exact = results["spearman_exact_hessian_norm"]
     check = exact["text"] if results["setup"].get("exact_check", True) else "not computed (--quick)"
     lines.append(f"diverged replicas: {int(np.sum(results['diverged']))}; exact-HVP ‖H‖_F vs η/S: {check}")
@@ -201,7 +225,7 @@ def plot(results: dict):
     bar = fig.colorbar(sc, ax=ax[-1], label="batch size S")
     ticks = np.log2(size)
     bar.set_ticks(ticks, labels=[f"{int(v)}" for v in size])
-    fig.suptitle(f"Three Factors (a): MLP{tuple(s['hidden'])} + batch norm on {s['data']}, {s['steps']} SGD steps, "
+    fig.suptitle(f"Three Factors (a): MLP{tuple(s['hidden'])} + batch norm on {s['data']}, {_budget(s)}, "
                  f"{s['replicas']} replicas", fontsize=10)
     return fig
 
