@@ -1,9 +1,11 @@
 """Three Factors (e) ``three-factors-memorisation``: the quick run end to end (JSON +
 PNG, verdict fields, table width), the grid (momentum with its own learning rates), and
-the test accuracy at equal memorisation against hand-computed values."""
+the test accuracy at equal memorisation against hand-computed values, and resuming
+after a configuration file is deleted."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -66,3 +68,17 @@ def test_accuracy_at_memorisation_by_hand():
     # level 0.4 hits record 4 exactly: crossing 0.7, and the band holds record 4 too: 0.7
     assert mem.accuracy_at_memorisation(memorised, accuracy, 0.4) == pytest.approx(0.7, abs=1e-12)
     assert math.isnan(mem.accuracy_at_memorisation(memorised, accuracy, 0.7))
+
+
+def test_resumes_after_a_configuration_file_is_deleted(quick):
+    out, results = quick
+    configs = reproduce.sweep_folder(out, mem.NAME, "labels50") / "configs"
+    files = sorted(os.listdir(configs))
+    os.remove(configs / files[2])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reproduce, "experiments", lambda: {e.name: e for e in mem.EXPERIMENTS})
+        again = reproduce.reproduce("e", quick=True, out=out, seed=0, progress=False)
+    assert sorted(os.listdir(configs)) == files
+    for a, b in zip(results["runs"], again["runs"]):
+        np.testing.assert_array_equal(a["memorised"], b["memorised"])
+        np.testing.assert_array_equal(a["test"], b["test"])
