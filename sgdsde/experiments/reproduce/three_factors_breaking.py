@@ -153,7 +153,7 @@ def plot(results: dict):
 EXPERIMENTS = (
     Experiment(
         name=NAME, label="f", paper=f"{tf.PAPER}, §4.4 Fig. 6",
-        claim="The η/S rule holds up to a breaking β that comes earlier at higher noise (larger η)",
+        claim="The η/S rule holds up to a breaking β that comes earlier at higher noise (larger η).",
         run=run, table=table, plot=plot, default_runtime="108 s on 2 shared, busy cores (load 9–10)",
     ),
 )

@@ -248,7 +248,7 @@ EXPERIMENTS = (
     Experiment(
         name=NAME, label="d", paper=f"{tf.PAPER}, §4.2 Fig. 4, appendix F.4",
         claim="A cyclic batch-size schedule can replace a cyclic learning-rate schedule with the same η/S at all "
-              "times: their train and test curves coincide",
+              "times: their train and test curves coincide.",
         run=run, table=table, plot=plot, default_runtime="92 s on 2 shared, busy cores (load 8–9)",
     ),
 )

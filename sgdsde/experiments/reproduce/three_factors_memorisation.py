@@ -242,7 +242,7 @@ def plot(results: dict):
 EXPERIMENTS = (
     Experiment(
         name=NAME, label="e", paper=f"{tf.PAPER}, §4.3 Fig. 5, appendix F.3",
-        claim="At the same level of memorisation of random labels, a higher η/S generalises better",
+        claim="At the same level of memorisation of random labels, a higher η/S generalises better.",
         run=run, table=table, plot=plot, default_runtime="196 s on 2 shared, busy cores (load 5–8)",
     ),
 )
