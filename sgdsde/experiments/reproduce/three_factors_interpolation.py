@@ -45,14 +45,18 @@ NAME_C = "three-factors-same-ratio"
 
 # (b): baseline (η, S), large batch (η, kS), small learning rate (η/k, S)
 DEFAULT_B = {"eta": 0.04, "batch_size": 16, "factor": 4, "epochs": 60, "replicas": 8, "hidden": list(tf.HIDDEN),
-             "alpha": [-1.0, 2.0, 0.05], "group_batch_sizes": True}
+             "alpha": [-1.0, 2.0, 0.05], "group_batch_sizes": True,
+             "lanczos_iterations": 20}
 QUICK_B = {"eta": 0.04, "batch_size": 16, "factor": 4, "epochs": 4, "replicas": 3, "hidden": [16, 16, 16, 16],
-           "alpha": [-0.5, 1.5, 0.1], "group_batch_sizes": False}
+           "alpha": [-0.5, 1.5, 0.1], "group_batch_sizes": False,
+           "lanczos_iterations": 0}
 # (c): (β η, β S) for β in betas; different-ratio partners (4η, S) and (η, 4S)
 DEFAULT_C = {"eta": 0.01, "batch_size": 16, "betas": [1, 2, 4], "epochs": 60, "replicas": 8,
-             "hidden": list(tf.HIDDEN), "alpha": [-1.0, 2.0, 0.05], "group_batch_sizes": True}
+             "hidden": list(tf.HIDDEN), "alpha": [-1.0, 2.0, 0.05], "group_batch_sizes": True,
+             "lanczos_iterations": 20}
 QUICK_C = {"eta": 0.01, "batch_size": 16, "betas": [1, 2], "epochs": 4, "replicas": 3,
-           "hidden": [16, 16, 16, 16], "alpha": [-0.5, 1.5, 0.1], "group_batch_sizes": False}
+           "hidden": [16, 16, 16, 16], "alpha": [-0.5, 1.5, 0.1], "group_batch_sizes": False,
+           "lanczos_iterations": 0}
 
 
 def alpha_grid(spec) -> np.ndarray:
@@ -106,14 +110,18 @@ def _lines(problem, splits, params, pairs, alphas, replicas, diverged, progress,
     return {**out, "end_curvature": curv, "end_curvature_log_loss": log_curv, "barrier": height}
 
 
-def _endpoints(problem, splits, params, diverged) -> dict:
-    """Train/test accuracy and loss of every configuration's endpoints, (n, R)."""
+def _endpoints(problem, splits, params, diverged, key, lanczos_iterations: int) -> dict:
+    """Train/test accuracy and loss of every configuration's endpoints, (n, R); with
+    ``lanczos_iterations`` > 0 also λ_max of the training-loss Hessian (Lanczos)."""
     n, replicas = diverged.shape
     flat = tf.flatten_configs(params, 2)
     train, test = tf.evaluate(problem, flat, "train"), tf.evaluate(problem, flat, splits.test)
     mask = lambda a: np.where(diverged, np.nan, np.asarray(a, float).reshape(n, replicas))
-    return {"train_loss": mask(train["loss"]), "train_accuracy": mask(train["accuracy"]),
-            "test_loss": mask(test["loss"]), "test_accuracy": mask(test["accuracy"])}
+    out = {"train_loss": mask(train["loss"]), "train_accuracy": mask(train["accuracy"]),
+           "test_loss": mask(test["loss"]), "test_accuracy": mask(test["accuracy"])}
+    if lanczos_iterations:
+        out["lambda_max"] = mask(tf.top_eigenvalue(problem, flat, key, num_iterations=lanczos_iterations))
+    return out
 
 
 def _paired(a, b) -> dict:
@@ -124,13 +132,15 @@ def _paired(a, b) -> dict:
 def _endpoint_rows(results: dict, width: int) -> list[str]:
     """Table rows: each configuration's η, S, η/S, mean train/test accuracy, test loss, steps."""
     s, ends = results["setup"], results["endpoints"]
+    sharp = "lambda_max" in ends
     rows = [f"{'run':{width}s} {'η':>7s} {'S':>5s} {'η/S':>9s} {'train acc':>9s} {'test acc':>9s} "
-            f"{'test loss':>9s} {'steps':>6s}"]
+            f"{'test loss':>9s} {'steps':>6s}" + (f" {'λ_max':>8s}" if sharp else "")]
     for c, ((eta, size), label) in enumerate(zip(s["configs"], s["labels"])):
         mean = {k: np.nanmean(np.asarray(ends[k], float)[c])
-                for k in ("train_accuracy", "test_accuracy", "test_loss")}
+                for k in ("train_accuracy", "test_accuracy", "test_loss") + (("lambda_max",) if sharp else ())}
         rows.append(f"{label:{width}s} {eta:7.3g} {size:5d} {eta / size:9.2e} {mean['train_accuracy']:9.3f} "
-                    f"{mean['test_accuracy']:9.3f} {mean['test_loss']:9.3f} {int(s['steps'][c]):6d}")
+                    f"{mean['test_accuracy']:9.3f} {mean['test_loss']:9.3f} {int(s['steps'][c]):6d}"
+                    + (f" {mean['lambda_max']:8.3g}" if sharp else ""))
     return rows
 
 
@@ -147,7 +157,8 @@ def run_interpolation(*, data=None, data_format=None, quick=False, seed=0, out="
     # α = 0: the small-η/S minimum A; α = 1: the baseline B
     pairs = [(1, 0), (2, 0)]
     lines = _lines(problem, splits, params, pairs, alphas, setup["replicas"], diverged, progress, NAME_B)
-    ends = _endpoints(problem, splits, params, diverged)
+    ends = _endpoints(problem, splits, params, diverged, jax.random.fold_in(jax.random.key(seed), 2),
+                      setup["lanczos_iterations"])
     verdicts, stats = [], {}
     for p, label in enumerate(["large batch", "small η"]):
         c_a, c_b = lines["end_curvature"][p, :, 0], lines["end_curvature"][p, :, 1]
@@ -260,7 +271,8 @@ def run_same_ratio(*, data=None, data_format=None, quick=False, seed=0, out="sgd
     different = [(0, len(betas)), (0, len(betas) + 1)]
     pairs = same + different
     lines = _lines(problem, splits, params, pairs, alphas, setup["replicas"], diverged, progress, NAME_C)
-    ends = _endpoints(problem, splits, params, diverged)
+    ends = _endpoints(problem, splits, params, diverged, jax.random.fold_in(jax.random.key(seed), 2),
+                      setup["lanczos_iterations"])
     height = lines["barrier"]
     curv = lines["end_curvature"]
     rel = np.abs(curv[..., 0] - curv[..., 1]) / (0.5 * np.abs(curv[..., 0] + curv[..., 1]))
