@@ -364,11 +364,11 @@ EXPERIMENTS = (
         claim="The minimum found with smaller η/S (larger batch or smaller learning rate) is sharper: the loss "
               "rises faster away from it along the line to the minimum of larger η/S.",
         run=run_interpolation, table=table_interpolation, plot=plot_interpolation,
-        default_runtime="about 50 s on 2 shared, busy CPU cores (22 s of CPU time)"),
+        default_runtime="about 30–50 s on 2 shared, busy CPU cores (26 s of CPU time)"),
     Experiment(
         name=NAME_C, label="c", paper=f"{tf.PAPER}, §4.1 Fig. 3",
         claim="Minima found with the same η/S from different (η, S) are alike: no barrier on the line between "
               "them, similar sharpness.",
         run=run_same_ratio, table=table_same_ratio, plot=plot_same_ratio,
-        default_runtime="about 1 minute on 2 shared, busy CPU cores (28 s of CPU time)"),
+        default_runtime="about 25–50 s on 2 shared, busy CPU cores (30 s of CPU time)"),
 )
