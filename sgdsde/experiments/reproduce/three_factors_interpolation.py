@@ -36,7 +36,7 @@ import numpy as np
 from sgdsde._progress import note
 from sgdsde.plotting import figure, number, styled
 
-from . import Experiment, sweep_folder
+from . import Experiment
 from . import _three_factors as tf
 from ._verdict import difference_verdict
 
