@@ -52,7 +52,7 @@ from ...sweep import run_sweep
 from ..sde_check import load_data
 from . import Experiment, sweep_folder
 from ._verdict import CONFIRMED, CONTRADICTED, NOT_CONFIRMED, Verdict, slope_verdict
-from .smith_le_report import _mean_se, plot_optimal_batch, plot_scaling, table_optimal_batch, table_scaling
+from ._smith_le_report import _mean_se, plot_optimal_batch, plot_scaling, table_optimal_batch, table_scaling
 
 __all__ = ["EXPERIMENTS", "run_optimal_batch", "run_scaling", "quadratic_optimum", "train_grid"]
 
