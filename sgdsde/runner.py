@@ -292,7 +292,7 @@ def run(
     )
     all_observers = tuple(observers) + (DIVERGENCE,)
     if chunk_size is None:
-        chunk_size = max(-(-num_steps // 20), 1) if progress else max(num_steps, 1)
+        chunk_size = _progress_chunk(num_steps) if progress else max(num_steps, 1)
     chunk_size = check_int(chunk_size, "chunk_size", 1)
 
     grid_shape = hyper.grid_shape
@@ -329,6 +329,15 @@ def run(
     if result.any_diverged:
         warnings.warn(_divergence_message(result), DivergenceWarning, stacklevel=2)
     return result
+
+
+def _progress_chunk(num_steps: int) -> int:
+    """Chunk size for progress lines: about 20 chunks, and of equal length where a size
+    between n/40 and n/10 divides n — a shorter last chunk would compile the scan once more."""
+    target = max(-(-num_steps // 20), 1)
+    sizes = range(max(-(-num_steps // 40), 1), max(-(-num_steps // 10), 1) + 1)
+    dividing = [size for size in sizes if num_steps % size == 0]
+    return min(dividing, key=lambda size: (abs(size - target), size)) if dividing else target
 
 
 def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replicas, all_observers,

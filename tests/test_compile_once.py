@@ -135,3 +135,30 @@ def test_the_counter_sees_a_new_compilation():
                                num_steps=steps, replicas=2, observers=[sd.observers.endpoint()])
     run(NUM_STEPS)
     assert count_compiles(lambda: run(NUM_STEPS + 7)) >= 1
+
+
+def test_progress_chunks_compile_the_scan_once():
+    """With progress shown the run is scanned in about 20 chunks of equal length where a
+    size between n/40 and n/10 divides n (999 steps: 27 × 37, where ⌈n/20⌉ = 50 left a last
+    chunk of 49), so the chunk's scan compiles once, not once more for the shorter last
+    chunk. Counted: the compilations of the chunk program (``advance_blocks``) in a first
+    run; with ``chunk_size=50`` the same run compiles it twice."""
+    names = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE_EVENT:
+            names.append(str(kwargs.get("fun_name", "?")))
+
+    stepper = sd.sgd("iid")
+    hyper = sd.Hyper(0.0625, 3)  # values no other test uses: a fresh compile
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(sd.run(jax.random.key(5), stepper, PROBLEM, hyper, X0, 999, replicas=3,
+                                     progress=True).state.params)
+        assert sum("advance" in name for name in names) == 1, names
+        names.clear()
+        jax.block_until_ready(sd.run(jax.random.key(5), stepper, PROBLEM, hyper, X0, 999, replicas=3,
+                                     chunk_size=50, progress=False).state.params)
+        assert sum("advance" in name for name in names) == 2, names  # 50 (new length) and 49
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
