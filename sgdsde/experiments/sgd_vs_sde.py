@@ -171,8 +171,8 @@ def format_table(results: dict) -> str:
     """One table per sweep: E[L] and the lower-well occupancy for the three steppers,
     the gap SGD − SDE (± stderr, z), the diverged fractions, and the fitted order."""
     t0, t1 = results["spec"]["window"]
-    lines = [f"Time averages over t_sme ∈ [{t0:g}, {t1:g}] (SME time), start at the upper minimum "
-             f"{np.round(results['start'], 3).tolist()}; λ_max = {results['lambda_max']:.2f}; "
+    lines = [f"Time averages over t_sme ∈ [{t0:g}, {t1:g}] (SME time), from the upper minimum "
+             f"{np.round(results['start'], 3).tolist()}; λ_max = {results['lambda_max']:.2f};",
              f"{results['replicas']} replicas per configuration; '—': replicas diverged, no mean reported."]
     titles = {
         "fixed_noise_scale": f"(i) η shrinking at fixed η/S = {results['spec']['noise_scale']:g}",
@@ -181,12 +181,17 @@ def format_table(results: dict) -> str:
     for sweep_name, title in titles.items():
         sweep = results[sweep_name]
         pair = sweep["sgd_vs_sde"]
-        head = (f"{'eta':>6} {'S':>4} {'eta*lmax':>8} | {'E[L] SGD':>9} {'Gauss':>7} {'SDE':>7} {'gap±se':>16} {'z':>6} | "
-                f"{'P(lower) SGD':>12} {'Gauss':>6} {'SDE':>6} {'gap±se':>15} | {'div SGD':>7} {'Gauss':>6}")
-        lines += ["", title, head, "-" * len(head)]
-        for g, eta in enumerate(sweep["learning_rates"]):
-            cells = []
-            for observable, width, digits in (("loss", 7, 4), ("lower_well", 6, 3)):
+        # two tables of ≤ 100 characters: the loss with the divergences, then the occupancy
+        heads = {
+            "loss": f"{'eta':>6} {'S':>4} {'eta*lmax':>8} | {'E[L] SGD':>9} {'Gauss':>7} {'SDE':>7} {'gap±se':>16} "
+                    f"{'z':>6} | {'div SGD':>7} {'Gauss':>6}",
+            "lower_well": f"{'eta':>6} {'S':>4} {'eta*lmax':>8} | {'P(lower) SGD':>12} {'Gauss':>6} {'SDE':>6} "
+                          f"{'gap±se':>15}",
+        }
+        lines += ["", title]
+        for observable, width, digits in (("loss", 7, 4), ("lower_well", 6, 3)):
+            lines += ([] if observable == "loss" else [""]) + [heads[observable], "-" * len(heads[observable])]
+            for g, eta in enumerate(sweep["learning_rates"]):
                 values = []
                 for name in STEPPERS:
                     w = 9 if (observable == "loss" and name == "sgd") else (12 if name == "sgd" else width)
@@ -201,20 +206,20 @@ def format_table(results: dict) -> str:
                     z = f"{d['z'][g][0]:6.1f}"
                 else:
                     gap, z = "—", "—"
-                cells.append(" ".join(values) + f" {gap:>16}" + (f" {z:>6}" if observable == "loss" else ""))
-            gauss = f"{100 * _diverged(sweep, 'gauss')[g]:5.2f}%" if _has(sweep, "gauss") else f"{'n/a':>6}"
-            lines.append(
-                f"{eta:6.3f} {int(pair['batch_sizes'][g]):4d} {sweep['lr_times_lambda_max'][g]:8.2f} | {cells[0]} | "
-                f"{cells[1]} | {100 * _diverged(sweep, 'sgd')[g]:6.2f}% {gauss}"
-            )
+                row = (f"{eta:6.3f} {int(pair['batch_sizes'][g]):4d} {sweep['lr_times_lambda_max'][g]:8.2f} | "
+                       + " ".join(values) + f" {gap:>{16 if observable == 'loss' else 15}}")
+                if observable == "loss":
+                    gauss = f"{100 * _diverged(sweep, 'gauss')[g]:5.2f}%" if _has(sweep, "gauss") else f"{'n/a':>6}"
+                    row += f" {z:>6} | {100 * _diverged(sweep, 'sgd')[g]:6.2f}% {gauss}"
+                lines.append(row)
         for observable in ("loss", "lower_well"):
             fit = pair["order"][observable][0]
             if _finite(fit["slope"]):
-                lines.append(f"order of the gap SGD − SDE in η ({observable}): {fit['slope']:.2f} ± {fit['stderr']:.2f} "
-                             f"(95% CI [{fit['ci'][0]:.2f}, {fit['ci'][1]:.2f}], {int(np.sum(fit['used']))} resolved "
-                             f"points, χ²/dof = {fit['chi2']:.2f}/{fit['dof']})")
+                lines.append(f"order in η of SGD − SDE ({observable}): {fit['slope']:.2f} ± {fit['stderr']:.2f} "
+                             f"(95% CI [{fit['ci'][0]:.2f}, {fit['ci'][1]:.2f}], {int(np.sum(fit['used']))} points, "
+                             f"χ²/dof = {fit['chi2']:.2f}/{fit['dof']})")
             else:
-                lines.append(f"order of the gap SGD − SDE in η ({observable}): no fit ({fit['note']})")
+                lines.append(f"order in η of SGD − SDE ({observable}): no fit ({fit['note']})")
     lines.append(f"\nruntime {results['runtime_s']:.1f} s")
     return "\n".join(lines)
 
