@@ -29,6 +29,7 @@ def test_demo_writes_table_figure_and_json(tmp_path, capsys):
     assert row["rel_gap_sde_vs_exact"] > 0.03  # the SDE misses the O(ηλ) correction at ηλ_max = 0.4
     out = capsys.readouterr().out
     assert "eta" in out and "covariance.png" in out and "sgdsde.run" not in out  # --quiet: no progress lines
+    assert max(len(line) for line in out.splitlines() if not line.startswith("wrote ")) <= 100  # paths aside
 
 
 def test_demo_defaults_and_progress(monkeypatch, tmp_path, capsys):

@@ -71,6 +71,7 @@ def test_laplace_and_escape_times(small_run):
 def test_table_figure_json(small_run, tmp_path):
     table = minima.format_table(small_run)
     assert "Crossover noise" in table and "Mean escape times" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
     save_outputs(small_run, tmp_path, "minima", minima.plot, minima.format_table)
     data = json.loads((tmp_path / "minima.json").read_text())
     assert data["batch_sizes"] == [2, 3] and (tmp_path / "minima.png").stat().st_size > 10_000

@@ -3,6 +3,8 @@ dict that :func:`~sgdsde.experiments.minima.minima_selection` returns."""
 
 from __future__ import annotations
 
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,8 @@ from ..plotting import figure, number, plain_log_ticks, styled
 from .minima_landscapes import build_problem
 
 __all__ = ["format_table", "plot"]
+
+WIDTH = 100  # console lines at most this wide
 
 
 def _fmt(value, width: int = 8, digits: int = 4) -> str:
@@ -29,31 +33,37 @@ def format_table(results: dict) -> str:
     names = results["basin_names"]
     a = 0  # probabilities are reported for basin 0 (the first well of the landscape)
     p = results["probabilities"]
-    lines = [
+    lines = textwrap.wrap(
         f"Landscape: {results['landscape'].get('description', '')}; σ² = {results['landscape']['sigma2']}, "
         f"N = {results['landscape']['num_examples']}, η = {results['learning_rate']} "
-        f"(η·λmax = {results['lr_times_lambda_max']:.3f}), subset sampling; n = (η/S)(N−S)/(N−1).",
+        f"(η·λmax = {results['lr_times_lambda_max']:.3f}), subset sampling; n = (η/S)(N−S)/(N−1).", WIDTH)
+    lines += textwrap.wrap(
         f"P({names[a]}) by method (SGD and EM: {results['replicas']} replicas, burn-in {results['burn_in_steps']} "
         f"steps = {results['burn_in_relaxations']:.1f} relaxation times, {results['total_steps']} steps in all; "
-        f"EM dt = {results['em_dt']} steps):",
-    ]
+        f"EM dt = {results['em_dt']} steps):", WIDTH)
+    # two tables of ≤ 100 characters: the five methods' probabilities, then SGD and EM against the quadrature
     head = (f"{'S':>3} {'n':>9} {'T':>7} {'SGD':>8} {'±se':>6} {'EM':>8} {'±se':>6} {'FP':>8} {'quadr.':>8} "
-            f"{'Laplace':>8} {'SGD−q':>7} {'z':>5} {'EM−q':>7} {'z':>5} {'relax':>7}")
-    lines += [head, "-" * len(head)]
+            f"{'Laplace':>8}")
+    gaps = f"{'S':>3} {'SGD−q':>8} {'z':>5} {'EM−q':>8} {'z':>5} {'relax':>7}"
+    first, second = [head, "-" * len(head)], ["", gaps, "-" * len(gaps)]
     for i, size in enumerate(results["batch_sizes"]):
         q = p["quadrature"]["value"][i][a]
-        lines.append(
+        sgd, em = p["sgd"], p["euler_maruyama"]
+        first.append(
             f"{size:3d} {results['noise_scale_effective'][i]:9.3e} {results['temperature'][i]:7.4f} "
-            f"{_fmt(p['sgd']['value'][i][a])} {p['sgd']['stderr'][i][a]:6.4f} "
-            f"{_fmt(p['euler_maruyama']['value'][i][a])} {p['euler_maruyama']['stderr'][i][a]:6.4f} "
-            f"{_fmt(p['fokker_planck']['value'][i][a])} {_fmt(q)} {_fmt(p['laplace']['value'][i][a])} "
-            f"{p['sgd']['value'][i][a] - q:+7.4f} {(p['sgd']['value'][i][a] - q) / p['sgd']['stderr'][i][a]:+5.1f} "
-            f"{p['euler_maruyama']['value'][i][a] - q:+7.4f} "
-            f"{(p['euler_maruyama']['value'][i][a] - q) / p['euler_maruyama']['stderr'][i][a]:+5.1f} "
+            f"{_fmt(sgd['value'][i][a])} {sgd['stderr'][i][a]:6.4f} "
+            f"{_fmt(em['value'][i][a])} {em['stderr'][i][a]:6.4f} "
+            f"{_fmt(p['fokker_planck']['value'][i][a])} {_fmt(q)} {_fmt(p['laplace']['value'][i][a])}"
+        )
+        second.append(
+            f"{size:3d} {sgd['value'][i][a] - q:+8.4f} {(sgd['value'][i][a] - q) / sgd['stderr'][i][a]:+5.1f} "
+            f"{em['value'][i][a] - q:+8.4f} {(em['value'][i][a] - q) / em['stderr'][i][a]:+5.1f} "
             f"{results['relaxation_steps'][i]:7.0f}"
         )
-    lines.append("SGD−q, EM−q: difference from the exact quadrature (the SDE's law), z: in replica standard errors; "
-                 "relax: two-state relaxation time 1/(1/τ_AB + 1/τ_BA) from the grid escape times (SGD steps).")
+    lines += first + second
+    lines += textwrap.wrap(
+        "SGD−q, EM−q: difference from the exact quadrature (the SDE's law), z: in replica standard errors; "
+        "relax: two-state relaxation time 1/(1/τ_AB + 1/τ_BA) from the grid escape times (SGD steps).", WIDTH)
     lines.append(f"Crossover noise n* (P({names[0]}) = P({names[1]})):")
     for name, c in results["crossover"].items():
         value = c["noise_scale"]
@@ -65,7 +75,8 @@ def format_table(results: dict) -> str:
         lines.append(f"  (the paper's eq. 4 would give {results['critical_noise_paper_eq4']:.4e}: 4× too small, "
                      "see docs/minima.md)")
     esc = results["escape"]
-    lines.append(f"Mean escape times (SGD steps) into {esc['target']}; simulated with {esc['replicas']} replicas:")
+    lines += textwrap.wrap(f"Mean escape times (SGD steps) into {esc['target']}; simulated with {esc['replicas']} "
+                           "replicas:", WIDTH)
     head = f"{'S':>3} {'direction':>28} {'grid':>9} {'Kramers':>9} {'SGD':>9} {'±se':>7} {'EM':>9} {'±se':>7}"
     lines += [head, "-" * len(head)]
     for i, size in enumerate(results["batch_sizes"]):

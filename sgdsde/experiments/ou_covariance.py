@@ -120,8 +120,8 @@ def format_table(results: dict) -> str:
             f"{100 * r['rel_error_sgd_vs_exact']:8.2f}% {r['max_z_sgd_vs_exact']:6.2f} "
             f"{100 * r['rel_gap_sde_vs_exact']:8.2f}%"
         )
-    lines.append("|SGD-ex|, |SDE-ex|: Frobenius error relative to the exact discrete covariance; "
-                 "max z: largest |SGD − exact| over the 6 entries in Monte-Carlo standard errors.")
+    lines += ["|SGD-ex|, |SDE-ex|: Frobenius error relative to the exact discrete covariance;",
+              "max z: largest |SGD − exact| over the 6 entries in Monte-Carlo standard errors."]
     return "\n".join(lines)
 
 
