@@ -242,7 +242,8 @@ def test_unknown_command_and_help(capsys):
     assert "--noise N_MIN N_MAX" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("script", ["sgd_vs_sde", "batch_size_learning_rate", "fokker_planck_minima"])
+@pytest.mark.parametrize("script", ["sgd_vs_sde", "batch_size_learning_rate", "fokker_planck_minima",
+                                    "scaling_rule"])
 def test_example_scripts_check_options_before_any_work(script, tmp_path, capsys):
     """The example scripts share the command line's checks: no abbreviations, and --out is
     checked before anything runs (an existing file where a folder is wanted)."""

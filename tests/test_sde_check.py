@@ -159,26 +159,6 @@ def test_scaling_rule_quick_invariants():
     assert "κ*" in table and max(len(line) for line in table.splitlines()) <= 100
 
 
-def test_scaling_rule_example_checks_options_before_any_work(tmp_path, capsys, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    monkeypatch.setattr(sde_check, "scaling_rule", lambda **kwargs: pytest.fail("the experiment ran"))
-    path = Path(__file__).resolve().parents[1] / "examples" / "scaling_rule.py"
-    spec = importlib.util.spec_from_file_location("example_scaling_rule", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with pytest.raises(SystemExit) as done:
-        module.main(["--qui"])
-    assert done.value.code == 2 and "unrecognized arguments: --qui" in capsys.readouterr().err
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(SystemExit) as done:
-        module.main(["--out", str(blocker)])
-    err = capsys.readouterr().err
-    assert done.value.code == 2 and "--out:" in err and "is not a folder" in err
-
-
 @pytest.mark.parametrize("dotted", [False, True], ids=["dashed", "dotted"])
 def test_load_data_reads_a_local_mnist_folder(tmp_path, dotted):
     arrays = _mnist_folder(tmp_path, np.random.default_rng(0), n_train=40, n_test=10, dotted=dotted)

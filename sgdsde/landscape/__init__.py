@@ -36,6 +36,7 @@ from .laplace import (
     laplace_probabilities,
     laplace_ratio,
 )
+from .evidence import __all__ as _evidence_names
 from .evidence import (
     Evidence,
     laplace_log_evidence,
@@ -69,10 +70,5 @@ __all__ = [
     "BoltzmannGrid",
     "BasinMasses",
     "grid_centers",
-    "Evidence",
-    "laplace_log_evidence",
-    "linear_regression_log_evidence",
-    "logistic_regression_log_evidence",
-    "logistic_negative_log_likelihood",
-    "network_log_evidence",
+    *_evidence_names,
 ]
