@@ -192,3 +192,31 @@ def test_a_solve_that_cannot_converge_raises():
     with jax.enable_x64(True):
         assert np.isnan(float(jax.grad(left_mass)(0.3, 1e-30)))
         assert np.isfinite(float(jax.grad(left_mass)(0.3, 1e-12)))
+
+
+def test_factor_cache_tells_apart_rates_with_the_same_summary(monkeypatch):
+    """The factor cache is looked up by a cheap summary (σ, pin, each rate array's sum and
+    end values) and confirmed by exact comparison: a generator whose forward rates differ
+    only by two swapped interior entries (same summary) is factorised anew and solved with
+    its own factor (bit for bit the result of an empty cache)."""
+    import dataclasses
+
+    problem = sd.problems.quadratic(np.diag([1.0, 0.5]), np.eye(2), 16, key=jax.random.PRNGKey(0))
+    g = fp.grid([-1.5, -1.5], [1.5, 1.5], [12, 12])
+    gen = fp.generator(g, problem, hyper=sd.Hyper(ETA, BATCH), noise=sd.noise.isotropic(1.0))
+    forward = np.array(gen.forward[0])
+    forward[3, 4], forward[5, 6] = forward[5, 6], forward[3, 4]
+    assert forward[3, 4] != forward[5, 6]
+    original = np.asarray(gen.forward[0])
+    assert float(forward.sum()) == float(original.sum())  # the same summary: only the exact comparison tells
+    swapped = dataclasses.replace(gen, forward=(forward.astype(np.asarray(gen.forward[0]).dtype), *gen.forward[1:]))
+    m0 = fp.gaussian(g, [0.3, -0.2], 0.2**2)
+    calls = []
+    real_splu = sparse_linalg.splu
+    monkeypatch.setattr(fp_sparse.sparse_linalg, "splu", lambda *args, **kw: calls.append(1) or real_splu(*args, **kw))
+    fp_sparse._cache.clear()
+    fp.evolve(gen, m0, 2.0, dt=0.5, solver="direct")
+    cached = np.asarray(fp.evolve(swapped, m0, 2.0, dt=0.5, solver="direct").mass)
+    assert len(calls) == 2
+    fp_sparse._cache.clear()
+    np.testing.assert_array_equal(cached, np.asarray(fp.evolve(swapped, m0, 2.0, dt=0.5, solver="direct").mass))
