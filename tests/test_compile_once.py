@@ -12,6 +12,8 @@ fails here until it has an entry (and compiles once).
 
 from __future__ import annotations
 
+import contextlib
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -28,20 +30,34 @@ X0 = jnp.array([0.5, -0.5])
 NUM_STEPS = 4
 
 
-def count_compiles(fn) -> int:
-    """Number of XLA compilations while ``fn()`` runs (its result blocked on)."""
-    events = []
+@contextlib.contextmanager
+def compile_names():
+    """The names of the functions XLA compiles inside the block (a list, filled as they
+    compile). jax 0.8.0 (the floor) has no public ``unregister_event_duration_listener``: the
+    private remover of the same jax.monitoring registry is used there."""
+    names = []
 
     def listener(event: str, duration: float, **kwargs) -> None:
         if event == BACKEND_COMPILE_EVENT:
-            events.append(kwargs.get("fun_name", "?"))
+            names.append(str(kwargs.get("fun_name", "?")))
 
+    unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+    if unregister is None:
+        from jax._src import monitoring
+
+        unregister = monitoring._unregister_event_duration_listener_by_callback
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        jax.block_until_ready(fn())
+        yield names
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return len(events)
+        unregister(listener)
+
+
+def count_compiles(fn) -> int:
+    """Number of XLA compilations while ``fn()`` runs (its result blocked on)."""
+    with compile_names() as names:
+        jax.block_until_ready(fn())
+    return len(names)
 
 
 def assert_compiles_once(run_inline, hint: str = "") -> None:
@@ -143,16 +159,9 @@ def test_progress_chunks_compile_the_scan_once():
     chunk of 49), so the chunk's scan compiles once, not once more for the shorter last
     chunk. Counted: the compilations of the chunk program (``advance_blocks``) in a first
     run; with ``chunk_size=50`` the same run compiles it twice."""
-    names = []
-
-    def listener(event: str, duration: float, **kwargs) -> None:
-        if event == BACKEND_COMPILE_EVENT:
-            names.append(str(kwargs.get("fun_name", "?")))
-
     stepper = sd.sgd("iid")
     hyper = sd.Hyper(0.0625, 3)  # values no other test uses: a fresh compile
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compile_names() as names:
         jax.block_until_ready(sd.run(jax.random.key(5), stepper, PROBLEM, hyper, X0, 999, replicas=3,
                                      progress=True).state.params)
         assert sum("advance" in name for name in names) == 1, names
@@ -160,5 +169,3 @@ def test_progress_chunks_compile_the_scan_once():
         jax.block_until_ready(sd.run(jax.random.key(5), stepper, PROBLEM, hyper, X0, 999, replicas=3,
                                      chunk_size=50, progress=False).state.params)
         assert sum("advance" in name for name in names) == 2, names  # 50 (new length) and 49
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)

@@ -12,7 +12,7 @@ import pytest
 import sgdsde as sd
 from sgdsde import schedules as sch
 
-from test_compile_once import BACKEND_COMPILE_EVENT, count_compiles
+from test_compile_once import compile_names, count_compiles
 from test_runner import _sgd_rounding_atol
 
 N = 100  # examples: the batch-size range is [1, N]
@@ -212,17 +212,8 @@ def test_cyclic_batch_size_and_learning_rate_grid_in_one_program(x64):
 
 def count_core_compiles(fn) -> int:
     """Compilations of the run's jitted core (simulation._core) while ``fn()`` runs."""
-    names = []
-
-    def listener(event, duration, **kwargs):
-        if event == BACKEND_COMPILE_EVENT:
-            names.append(kwargs.get("fun_name", "?"))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compile_names() as names:
         jax.block_until_ready(fn().observations)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     return sum(name == "jit(core)" for name in names)
 
 
