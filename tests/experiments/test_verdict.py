@@ -165,3 +165,15 @@ def test_difference_zero_and_non_finite_standard_errors():
 def test_difference_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         difference_verdict("claim", *args, **kwargs)
+
+
+def test_mean_stderr_and_paired_difference_against_numpy():
+    from sgdsde.experiments.reproduce._verdict import mean_stderr, paired_difference
+
+    values = np.arange(12.0).reshape(3, 4) ** 1.5
+    mean, se = mean_stderr(values, axis=0)
+    np.testing.assert_array_equal(mean, values.mean(axis=0))
+    np.testing.assert_array_equal(se, values.std(axis=0, ddof=1) / np.sqrt(3))
+    assert np.isnan(mean_stderr(values[:1], axis=0)[1]).all()  # one replica: no standard error
+    a, b = np.array([1.0, 2.0, 4.0]), np.array([0.5, 1.0, 1.0])
+    assert paired_difference(a, b) == (float(np.mean(a - b)), float(np.std(a - b, ddof=1) / np.sqrt(3)))

@@ -4,21 +4,18 @@ the ε and N scans against the noise scale g = εN/S, and B_opt against ε and N
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ...plotting import figure, number, plain_log_ticks, styled
+from ._verdict import mean_stderr
 
 __all__ = ["table_optimal_batch", "plot_optimal_batch", "table_scaling", "plot_scaling"]
 
 
 def _mean_se(values) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over the last axis (replicas); NaN where a batch size was not run."""
-    values = np.asarray(values, float)
-    r = values.shape[-1]
-    se = values.std(axis=-1, ddof=1) / math.sqrt(r) if r > 1 else np.full(values.shape[:-1], np.nan)
-    return values.mean(axis=-1), se
+    return mean_stderr(values, axis=-1)
 
 
 # --------------------------------------------------------------------- the optimum

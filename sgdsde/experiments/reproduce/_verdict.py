@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["CONFIRMED", "NOT_CONFIRMED", "CONTRADICTED", "Verdict", "correlation_verdict", "slope_verdict",
-           "difference_verdict"]
+           "difference_verdict", "mean_stderr", "paired_difference"]
 
 CONFIRMED, NOT_CONFIRMED, CONTRADICTED = "confirmed", "not confirmed", "contradicted"
 
@@ -60,6 +60,21 @@ def _check_level(value, name: str, low: float, high: float) -> float:
     if not (isinstance(value, (int, float, np.floating, np.integer)) and low < float(value) < high):
         raise ValueError(f"{name}: must be a number in ({low:g}, {high:g}), got {value!r}")
     return float(value)
+
+
+def mean_stderr(values, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error s/√n (s with n − 1) along ``axis`` (the replicas); the
+    standard error is NaN where n < 2."""
+    values = np.asarray(values, float)
+    n = values.shape[axis]
+    se = values.std(axis=axis, ddof=1) / math.sqrt(n) if n > 1 else np.full(np.delete(values.shape, axis), np.nan)
+    return values.mean(axis=axis), se
+
+
+def paired_difference(a, b) -> tuple[float, float]:
+    """Mean and standard error of the paired differences a_r − b_r (common random numbers)."""
+    mean, se = mean_stderr(np.ravel(np.asarray(a, float) - np.asarray(b, float)))
+    return float(mean), float(se)
 
 
 def _sign_verdict(significant: bool, sign: float, expected_sign: int) -> str:

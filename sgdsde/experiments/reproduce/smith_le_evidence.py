@@ -52,7 +52,7 @@ from ...plotting import figure, number, plain_log_ticks, styled
 from ...sweep import run_sweep
 from ..sde_check import load_data
 from . import Experiment, sweep_folder
-from ._verdict import difference_verdict
+from ._verdict import difference_verdict, mean_stderr
 
 __all__ = ["EXPERIMENTS", "run", "table", "plot"]
 
@@ -231,8 +231,7 @@ def run(*, data=None, data_format=None, quick=False, seed=0, out=".", progress=T
 
 
 def _ms(a):
-    a = np.asarray(a, float)
-    return a.mean(0), (a.std(0, ddof=1) / math.sqrt(a.shape[0]) if a.shape[0] > 1 else np.full(a.shape[1:], np.nan))
+    return mean_stderr(a, axis=0)
 
 
 def table(results: dict) -> str:

@@ -36,7 +36,7 @@ from sgdsde.sweep import run_sweep
 
 from . import Experiment, sweep_folder
 from . import _three_factors as tf
-from ._verdict import NOT_CONFIRMED, Verdict, difference_verdict
+from ._verdict import NOT_CONFIRMED, Verdict, difference_verdict, paired_difference
 
 NAME = "three-factors-breaking-point"
 MARGIN = 0.02  # a drop below β = 1's test accuracy larger than 2 percentage points (+ 2 se) is a break
@@ -46,11 +46,6 @@ SIZES = {
     "quick": dict(rates=(0.04, 0.02), batch=16, betas=(1, 8), examples=2048, replicas=4),
     "default": dict(rates=(0.04, 0.02), batch=16, betas=(1, 2, 4, 8, 16, 32), examples=12288, replicas=8),
 }
-
-
-def _paired(a, b) -> tuple[float, float]:
-    d = np.asarray(a, float) - np.asarray(b, float)
-    return float(d.mean()), (float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan)
 
 
 def breaking_beta(betas, drops, ses, margin: float = MARGIN, z: float = 2.0):
@@ -86,7 +81,7 @@ def run(*, data=None, data_format=None, quick: bool = False, seed: int = 0, out=
 
     levels = []
     for i, eta in enumerate(rates):
-        drops = [_paired(accuracy[betas[0]][i], accuracy[b][i]) for b in betas]
+        drops = [paired_difference(accuracy[betas[0]][i], accuracy[b][i]) for b in betas]
         entry = {"eta": float(eta), "ratio": float(eta / size["batch"]), "betas": betas,
                  "test_accuracy": [float(accuracy[b][i].mean()) for b in betas],
                  "test_accuracy_se": [float(accuracy[b][i].std(ddof=1) / math.sqrt(accuracy[b][i].size))
@@ -108,7 +103,7 @@ def run(*, data=None, data_format=None, quick: bool = False, seed: int = 0, out=
                           f"(margin {100 * MARGIN:g} pp + 2 se)")
     else:
         b = high["breaking_beta"]
-        mean, se = _paired(accuracy[betas[0]][0] - accuracy[b][0], accuracy[betas[0]][1] - accuracy[b][1])
+        mean, se = paired_difference(accuracy[betas[0]][0] - accuracy[b][0], accuracy[betas[0]][1] - accuracy[b][1])
         verdict = difference_verdict(claim + f" (drop at β = {b}, high minus low noise)", mean, se, 0.0, 0.0, +1)
     return {"sizes": size, "num_examples": n, "margin": MARGIN, "levels": levels, "verdicts": [verdict]}
 

@@ -47,7 +47,7 @@ from sgdsde.sweep import run_sweep
 
 from . import Experiment, sweep_folder
 from . import _three_factors as tf
-from ._verdict import CONFIRMED, CONTRADICTED, NOT_CONFIRMED, Verdict, difference_verdict
+from ._verdict import CONFIRMED, CONTRADICTED, NOT_CONFIRMED, Verdict, difference_verdict, paired_difference
 
 NAME = "three-factors-cyclic"
 MARGIN = 0.01  # the equivalence margin on test accuracy (1 percentage point)
@@ -112,12 +112,6 @@ def examples_seen(config: dict, steps: np.ndarray) -> np.ndarray:
     return seen[steps]
 
 
-def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the paired differences a_r − b_r (common random numbers)."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.nan
-
-
 def equivalence_verdict(claim: str, difference: float, se: float, margin: float, z: float = 2.0) -> Verdict:
     """Equivalence within ±margin: confirmed when d ± z·se lies inside (−margin, margin),
     contradicted when it lies wholly outside it (|d| − z·se > margin), else not confirmed."""
@@ -170,10 +164,10 @@ def run(*, data=None, data_format=None, quick: bool = False, seed: int = 0, out=
     verdicts, comparisons = [], []
     for eta in size["base_rates"]:
         by = {c["label"]: c for c in curves if c["base_rate"] == eta}
-        d_cyc = _paired(by["cyclic S"]["final_test_accuracy"], by["cyclic η"]["final_test_accuracy"])
-        d_con = _paired(by["η, 5S"]["final_test_accuracy"], by["η/5, S"]["final_test_accuracy"])
+        d_cyc = paired_difference(by["cyclic S"]["final_test_accuracy"], by["cyclic η"]["final_test_accuracy"])
+        d_con = paired_difference(by["η, 5S"]["final_test_accuracy"], by["η/5, S"]["final_test_accuracy"])
         cyclic_mean = 0.5 * (by["cyclic S"]["final_test_accuracy"] + by["cyclic η"]["final_test_accuracy"])
-        d_diff = _paired(cyclic_mean, by["η/5, S"]["final_test_accuracy"])
+        d_diff = paired_difference(cyclic_mean, by["η/5, S"]["final_test_accuracy"])
         # the curves: largest |difference of means| over the common records (in examples)
         # (the records of cyclic S fall on examples where cyclic η also has one: np.interp is exact there)
         a, b = by["cyclic S"], by["cyclic η"]
@@ -182,9 +176,9 @@ def run(*, data=None, data_format=None, quick: bool = False, seed: int = 0, out=
                             "cyclic_minus_low_constant": d_diff, "max_curve_gap_cyclic": gap})
     # the verdicts pool the paired differences of every base rate (replicas × base rates)
     final = lambda label: np.concatenate([c["final_test_accuracy"] for c in curves if c["label"] == label])
-    pooled = {"cyclic_S_minus_cyclic_eta": _paired(final("cyclic S"), final("cyclic η")),
-              "constant_pair": _paired(final("η, 5S"), final("η/5, S")),
-              "cyclic_minus_low_constant": _paired(0.5 * (final("cyclic S") + final("cyclic η")), final("η/5, S"))}
+    pooled = {"cyclic_S_minus_cyclic_eta": paired_difference(final("cyclic S"), final("cyclic η")),
+              "constant_pair": paired_difference(final("η, 5S"), final("η/5, S")),
+              "cyclic_minus_low_constant": paired_difference(0.5 * (final("cyclic S") + final("cyclic η")), final("η/5, S"))}
     rates = ", ".join(number(eta, 3) for eta in size["base_rates"])
     verdicts.append(equivalence_verdict(
         f"A cyclic batch size and a cyclic learning rate with the same η/S at all times reach the same test "
