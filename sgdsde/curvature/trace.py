@@ -41,7 +41,7 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
     matvec, flat, unravel = _flat_operator(fun, params)
     flat_fun = lambda x: fun(unravel(x))
     flat_grad = lambda x: ravel_pytree(jax.grad(fun)(unravel(x)))[0]
-    g0 = lambda: flat_grad(flat)  # noqa: E731 — the gradient at θ, computed by the forward mode only
+    g0 = flat_grad(flat) if mode == _PROBES["forward"] else None  # once, outside the probe loop
 
     def sample(k):
         v = jax.random.normal(k, flat.shape, flat.dtype)
@@ -53,7 +53,7 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
         if mode == _PROBES["exact"]:
             return _squared_norm(matvec(v))
         if mode == _PROBES["forward"]:
-            return _squared_norm(size * (flat_grad(flat + step) - g0()) / epsilon)
+            return _squared_norm(size * (flat_grad(flat + step) - g0) / epsilon)
         return _squared_norm(size * (flat_grad(flat + step) - flat_grad(flat - step)) / (2 * epsilon))
 
     return _estimate(_probe_map(sample, jax.random.split(key, num_samples), batch_size))
