@@ -782,6 +782,13 @@ def make_figure(results: dict, path: Path) -> Path:
     ax2.loglog(cells2, [r["stationary"]["execute_median_s"] for r in rows2], "s-", label="2-D fp.stationary")
     ax2.loglog(cells2, [r["evolve_20_steps"]["execute_median_s"] for r in rows2], "d-",
                label="2-D fp.evolve, 20 TR-BDF2 steps")
+    for dims, style in ((2, "-"), (3, ":")):  # the SciPy LU-once anchor and sgdsde on the same transients
+        rows_a = [r for r in results.get("anchor_transient", []) if r["dims"] == dims]
+        for label, mk in (("sgdsde auto", "o"), ("scipy splu once", "x")):
+            pts = [(int(np.prod(r["cells"])), r[label]["execute_median_s"]) for r in rows_a if label in r]
+            if pts:
+                steps = rows_a[0]["steps"]
+                ax2.loglog(*zip(*pts), mk + style, label=f"{dims}-D evolve, {steps} steps: {label}")
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_xlabel("cells")
     ax2.set_ylabel("wall time [s] (median, compiled)")

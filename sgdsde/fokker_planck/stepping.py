@@ -35,7 +35,7 @@ from jaxtyping import Array, Float
 
 from ._precision import float64_entry, is_traced, to_host
 from .diagnostics import _check_generator, _check_mass, _check_solver, _positive_number, _require_converged, _warn_peclet
-from .linalg import implicit_solve
+from .linalg import host_implicit_solver, implicit_solve
 from .operator import Generator
 
 METHODS = ("backward_euler", "tr_bdf2")
@@ -52,18 +52,26 @@ class Solution(NamedTuple):
 
 
 # ------------------------------------------------------------------------- stepping
-def _step(gen: Generator, mass, dt, method: str, tol: float, solver: str):
+def _step(solve, mass, dt, method: str, maximum=jnp.maximum):
+    """One step of ``method``; ``solve(c, y, x0) -> (x, ω)`` solves (I + cK) x = y. Plain
+    arithmetic, so the same function steps JAX arrays in the compiled loop and NumPy
+    arrays in the host loop (``maximum=np.maximum``)."""
     if method == "backward_euler":
-        return implicit_solve(gen, dt, mass, mass, tol=tol, solver=solver)
+        return solve(dt, mass, mass)
     c = (1.0 - 1.0 / math.sqrt(2.0)) * dt  # γΔt/2 = (1 − γ)Δt/(2 − γ)
     # trapezoid: (I + cK)⁻¹(I − cK) m = 2 (I + cK)⁻¹ m − m, which avoids the large
     # intermediate m + cG m (its rounding would leak ~ε·cΔt·rate of mass per step)
-    half, res1 = implicit_solve(gen, c, mass, mass, tol=tol, solver=solver)
+    half, res1 = solve(c, mass, mass)
     stage = 2.0 * half - mass
     # (m_γ − (1 − γ)² m)/(γ(2 − γ)) written as m_γ + b (m_γ − m): no mass bias from rounding
     b = (1.0 - _GAMMA) ** 2 / (_GAMMA * (2.0 - _GAMMA))
-    out, res2 = implicit_solve(gen, c, stage + b * (stage - mass), stage, tol=tol, solver=solver)
-    return out, jnp.maximum(res1, res2)
+    out, res2 = solve(c, stage + b * (stage - mass), stage)
+    return out, maximum(res1, res2)
+
+
+def _solve_coefficient(method: str, dt: float) -> float:
+    """The c of the system (I + cK) that ``method`` solves at every step."""
+    return dt if method == "backward_euler" else (1.0 - 1.0 / math.sqrt(2.0)) * dt
 
 
 @partial(jax.jit, static_argnames=("steps_per_save", "num_saves", "remainder", "method", "tol", "solver"))
@@ -71,7 +79,8 @@ def _evolve(gen, mass0, dt, *, steps_per_save: int, num_saves: int, remainder: i
     def advance(carry, num_steps):
         def body(_, c):
             m, worst = c
-            m, res = _step(gen, m, dt, method, tol, solver)
+            solve = lambda c, y, x0: implicit_solve(gen, c, y, x0, tol=tol, solver=solver)  # noqa: E731
+            m, res = _step(solve, m, dt, method)
             return m, jnp.maximum(worst, res)
 
         return jax.lax.fori_loop(0, num_steps, body, carry)
@@ -86,6 +95,25 @@ def _evolve(gen, mass0, dt, *, steps_per_save: int, num_saves: int, remainder: i
         carry = advance(carry, remainder)
         saved = jnp.concatenate([saved, carry[0][None]], axis=0)
     return jnp.concatenate([mass0[None], saved], axis=0), carry[1]
+
+
+def _evolve_host(gen: Generator, mass0, dt: float, *, steps_per_save: int, num_saves: int, remainder: int,
+                 method: str):
+    """:func:`_evolve` on the host for concrete rates with the direct solver: the same
+    steps (:func:`_step`) with NumPy arrays and SuperLU back-solves, factorised once per
+    (generator, Δt) and cached across calls. Returns the saved masses and the worst ω."""
+    mass = np.asarray(mass0, np.float64)
+    if not (num_saves or remainder):
+        return mass[None], 0.0
+    solve_system = host_implicit_solver(gen, _solve_coefficient(method, dt))
+    solve = lambda c, y, x0: solve_system(y, x0)  # noqa: E731  (c is the factor's, fixed)
+    saved, worst = [mass], 0.0
+    for segment in [steps_per_save] * num_saves + ([remainder] if remainder else []):
+        for _ in range(segment):
+            mass, res = _step(solve, mass, dt, method, max)
+            worst = max(worst, res)
+        saved.append(mass)
+    return np.stack(saved), worst
 
 
 @float64_entry
@@ -108,11 +136,13 @@ def evolve(
     save_every: save every this many steps (an int; default: only t = 0 and t_final).
     tol: the backward error ω each implicit solve must reach (2-D/3-D; 1-D solves are
       exact tridiagonal solves): ω = ‖y − (I + ΔtK)x‖/‖|I + ΔtK||x| + |y|‖.
-    solver: ``"direct"`` (sparse LU, factorised once per (generator, dt) and reused at every
-      step), ``"krylov"`` (ADI-preconditioned GMRES) or ``"auto"`` (direct when the factor
-      fits, see :func:`stationary`).
+    solver: ``"direct"`` (sparse LU, factorised once per (generator, dt), cached across calls
+      and reused at every step), ``"krylov"`` (ADI-preconditioned GMRES) or ``"auto"``
+      (direct when the factor fits, see :func:`stationary`).
     Raises :class:`ConvergenceError` if any step stops above ``tol`` (inside a user's trace:
-    NaN masses instead). Returns :class:`Solution` (times, mass). Jit-compiled per (grid, step counts); the
+    NaN masses instead). Returns :class:`Solution` (times, mass). In 2-D/3-D with the direct
+    solver and concrete inputs the time loop runs on the host (NumPy, SuperLU back-solves:
+    nothing to compile); otherwise it is jit-compiled per (grid, step counts). The
     result is differentiable with respect to the generator's parameters (``jax.grad``
     through ``fp.generator`` with respect to η, S, σ² works).
     """
@@ -135,11 +165,13 @@ def evolve(
     num_saves, remainder = divmod(num_steps, steps_per_save)
     step = t_final / num_steps if num_steps else 0.0
     _warn_peclet(gen, mass0)
-    mass, worst = _evolve(
-        gen.structural(), mass0.astype(gen.dtype), jnp.asarray(step, gen.dtype),
-        steps_per_save=steps_per_save, num_saves=num_saves, remainder=remainder, method=method, tol=tol,
-        solver=solver,
-    )
+    counts = dict(steps_per_save=steps_per_save, num_saves=num_saves, remainder=remainder, method=method)
+    if solver == "direct" and (gen.grid.ndim > 1 or gen.cross_pairs) and not is_traced(gen, mass0):
+        mass, worst = _evolve_host(gen, mass0, step, **counts)  # no XLA ↔ Python crossing per solve
+        mass = mass.astype(gen.dtype)
+    else:
+        mass, worst = _evolve(
+            gen.structural(), mass0.astype(gen.dtype), jnp.asarray(step, gen.dtype), **counts, tol=tol, solver=solver)
     times = np.concatenate([np.arange(num_saves + 1) * steps_per_save * step, [t_final] if remainder else []])
     if num_steps == 0:
         mass, times = mass[:1], np.zeros(1)
