@@ -102,8 +102,9 @@ def _remove_temporaries(out_dir: str) -> None:
                     os.remove(os.path.join(folder, name))
 
 
-def _write_atomic(path: str, write: Callable) -> None:
-    """write(file) into a temporary file next to ``path``, fsync, rename over ``path``."""
+def _write_atomic(path: str, write: Callable, sync_folder: bool = True) -> None:
+    """write(file) into a temporary file next to ``path``, fsync, rename over ``path``, then
+    fsync the folder (``sync_folder=False``: the caller does, once for many files)."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     # named by process index and pid: processes on other hosts may share a pid
@@ -117,7 +118,13 @@ def _write_atomic(path: str, write: Callable) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    try:  # make the rename itself durable
+    if sync_folder:
+        _sync_folder(folder)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the renames into ``folder`` durable (fsync of the directory, where supported)."""
+    try:
         handle = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(handle)
