@@ -341,6 +341,27 @@ def test_bad_input_raises_before_running_or_writing(tmp_path, kwargs, message, m
     assert not out_dir.exists()
 
 
+def test_a_failed_background_write_raises(tmp_path, monkeypatch):
+    """Configuration files are written by a background thread: an error there (a full disk)
+    is raised by run_sweep, after the chunks already written are on disk."""
+    from sgdsde.sweep import _run
+
+    real = _run._write_atomic
+    written = []
+
+    def fail_on_the_fifth(path, write, sync_folder=True):
+        if len(written) == 4:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        real(path, write, sync_folder)
+
+    monkeypatch.setattr(_run, "_write_atomic", fail_on_the_fifth)
+    with warnings.catch_warnings(), pytest.raises(OSError, match="No space left"):
+        warnings.simplefilter("ignore", sd.DivergenceWarning)
+        sweep.run_sweep(tmp_path / "grid", *ARGS, **KWARGS, configs_per_chunk=2, progress=False)
+    assert sorted(os.listdir(tmp_path / "grid" / "configs")) == sorted(os.path.basename(p) for p in written)
+
+
 def test_bad_folders(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
