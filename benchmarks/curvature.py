@@ -17,6 +17,15 @@ data in both libraries (float32, CPU):
 - trace by Hutchinson's method: the same estimator (Rademacher probes) with the same number of
   probes n, so the same standard error (reported for both): ``hutchinson_trace(num_samples=n)``
   (zᵀHz by forward-over-forward) against PyHessian's ``trace(maxIter=n, tol=0)``.
+- trace at equal accuracy by Hutch++ (``hutchpp_trace``: tr(QᵀHQ) exact on a sketched basis Q
+  of s vectors, Hutchinson with r probes on the rest; m = 2s + r HVPs). Calibration
+  (untimed): the target is PyHessian's standard error at n probes (pooled over
+  ``--calibration-seeds`` untimed PyHessian calls); for each s in ``HUTCHPP_SKETCHES`` a
+  pilot run gives the residual probes' standard deviation σ_r(s) (pooled over the seeds), so
+  r(s) = ⌈(σ_r(s)/target)²⌉ gives an expected standard error ≤ the target; the (s, r) with
+  the fewest HVPs m is timed against PyHessian's ``trace(maxIter=n)``. The pilots' programs
+  have other shapes, so the timed first call includes its compile. Every timed call's
+  reported standard error is recorded against the target.
 
 Each timed call is what a user runs: PyHessian's includes building the ``hessian`` object
 (one forward and backward pass with ``create_graph=True``), sgdsde's its input checks and
@@ -64,9 +73,12 @@ LABELS = {
     "pyhessian_topk": "PyHessian eigenvalues (deflated power)",
     "sgdsde_trace": "sgdsde hutchinson_trace",
     "pyhessian_trace": "PyHessian trace (Hutchinson)",
+    "sgdsde_hutchpp": "sgdsde hutchpp_trace (Hutch++, equal s.e.)",
 }
 LADDER = (10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 160, 200, 240, 300)  # sgdsde HVP budgets
 PYHESSIAN_TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+HUTCHPP_SKETCHES = (4, 8, 16, 32)  # Hutch++ sketch sizes s tried in the calibration
+HUTCHPP_PILOT = 41  # residual probes per pilot run (odd: unlikely to be a timed shape; see below)
 
 
 def parse_args(argv=None):
@@ -307,10 +319,35 @@ def main(argv=None) -> dict:
     if missing:
         raise SystemExit(f"no setting met the criterion for {missing}: {calibration}")
 
+    # ---- Hutch++ at PyHessian's standard error (untimed): the target, then σ_r(s) by pilots
+    target_samples = []
+    for i in range(a.calibration_seeds):
+        torch.manual_seed(25_000 + a.seed + i)
+        h = pyhessian.hessian(model, criterion, data=(xt, yt), cuda=False)
+        target_samples.append(np.asarray(h.trace(maxIter=n, tol=0.0), dtype=np.float64))
+    target_sd = float(np.sqrt(np.mean([np.var(t, ddof=1) for t in target_samples])))
+    target_se = target_sd / math.sqrt(n)
+    pilots = []
+    for s in (s for s in HUTCHPP_SKETCHES if s <= d):
+        runs = [cv.hutchpp_trace(problem.loss, params, key=jax.random.key(26_000 + a.seed + i),
+                                 num_products=2 * s + HUTCHPP_PILOT, sketch_size=s) for i in range(a.calibration_seeds)]
+        sigma = float(np.sqrt(np.mean([np.var(np.asarray(r.samples, np.float64), ddof=1) for r in runs])))
+        r = max(2, math.ceil((sigma / target_se) ** 2))
+        r += r == HUTCHPP_PILOT  # never the pilot's program: the timed first call must compile
+        pilots.append({"sketch_size": s, "residual_sd": sigma, "residual_probes": r, "hvps": 2 * s + r,
+                       "expected_stderr": sigma / math.sqrt(r)})
+        C.log(f"Hutch++ pilot: {pilots[-1]}")
+    hutchpp = min(pilots, key=lambda p: p["hvps"])
+    calibration["hutchpp"] = {"target_stderr": target_se, "hutchinson_probe_sd": target_sd, "pilots": pilots,
+                              "chosen": hutchpp}
+    C.log(f"Hutch++ at PyHessian's standard error {target_se:.3g} (probe s.d. {target_sd:.3g}, n = {n}): "
+          f"s = {hutchpp['sketch_size']}, r = {hutchpp['residual_probes']}, m = {hutchpp['hvps']} HVPs")
+
     # ---- the timed calls
     keys = iter(jax.random.split(jax.random.key(a.seed), 10_000))
     torch_seeds = iter(range(30_000, 40_000))
     trace_samples = {"sgdsde": [], "pyhessian": []}  # every call's probes, pooled for the check
+    hutchpp_runs = []  # (estimate, reported se) of every Hutch++ call
     errors = {"sgdsde_lanczos": [], "sgdsde_block": [], "pyhessian_topk": []}
 
     def recorded(name, values):
@@ -328,12 +365,19 @@ def main(argv=None) -> dict:
         trace_samples["pyhessian"].append(np.asarray(samples, dtype=np.float64))
         return samples
 
+    def sgdsde_hutchpp():
+        est = cv.hutchpp_trace(problem.loss, params, key=next(keys), num_products=hutchpp["hvps"],
+                               sketch_size=hutchpp["sketch_size"])
+        hutchpp_runs.append((float(est.mean), float(est.stderr)))
+        return est
+
     calls = {
         "sgdsde_lanczos": lambda: recorded("sgdsde_lanczos", sgdsde_topk("lanczos", settings["lanczos"], next(keys))),
         "sgdsde_block": lambda: recorded("sgdsde_block", sgdsde_topk("block", settings["block"], next(keys))),
         "pyhessian_topk": lambda: recorded("pyhessian_topk", pyhessian_topk(settings["pyhessian"], next(torch_seeds))),
         "sgdsde_trace": sgdsde_trace,
         "pyhessian_trace": pyhessian_trace,
+        "sgdsde_hutchpp": sgdsde_hutchpp,
     }
     C.log(f"timing {len(calls)} calls interleaved: 1 warm-up round, {a.repeats} timed rounds")
     timings = C.time_interleaved(calls, warmup=1, repeats=a.repeats)
@@ -346,9 +390,15 @@ def main(argv=None) -> dict:
     pooled_mean = {name: float(v.mean()) for name, v in pooled.items()}
     pooled_se = {name: float(v.std(ddof=1) / math.sqrt(v.size)) for name, v in pooled.items()}
     z_trace = (pooled_mean["sgdsde"] - pooled_mean["pyhessian"]) / math.hypot(*pooled_se.values())
+    # Hutch++: the mean of its calls (independent keys) against PyHessian's pooled probes
+    pp = np.asarray(hutchpp_runs, np.float64)
+    pp_mean, pp_se = float(pp[:, 0].mean()), float(np.sqrt(np.sum(pp[:, 1] ** 2)) / len(pp))
+    z_hutchpp = (pp_mean - pooled_mean["pyhessian"]) / math.hypot(pp_se, pooled_se["pyhessian"])
+    tr_pp = timings["sgdsde_hutchpp"].result
     pyhessian_hvps = max(calibration["pyhessian"][-1]["hvps"])
     hvps = {"sgdsde_lanczos": settings["lanczos"], "sgdsde_block": settings["block"] // a.block_size * a.block_size,
-            "pyhessian_topk": pyhessian_hvps, "sgdsde_trace": n, "pyhessian_trace": n}
+            "pyhessian_topk": pyhessian_hvps, "sgdsde_trace": n, "pyhessian_trace": n,
+            "sgdsde_hutchpp": hutchpp["hvps"]}
     values = {
         "top_k": {"k": k, "rel_tol": a.rel_tol, "reference": reference.tolist(), "reference_budget": ref_budget,
                   "reference_max_rel_bound": ref_rel_bound, "settings": settings, "calibration": calibration,
@@ -358,9 +408,16 @@ def main(argv=None) -> dict:
                   "pyhessian_stderr": se_py, "probes_per_call": n,
                   "pooled_probes": {name: int(v.size) for name, v in pooled.items()}, "pooled_mean": pooled_mean,
                   "pooled_stderr": pooled_se, "z_sgdsde_vs_pyhessian": z_trace},
+        "hutchpp": {"sketch_size": hutchpp["sketch_size"], "residual_probes": hutchpp["residual_probes"],
+                    "hvps": hutchpp["hvps"], "target_stderr": target_se, "last": float(tr_pp.mean),
+                    "last_stderr": float(tr_pp.stderr), "last_deflated": float(tr_pp.deflated),
+                    "calls": len(pp), "reported_stderr": pp[:, 1].tolist(),
+                    "calls_with_stderr_at_most_target": int(np.sum(pp[:, 1] <= target_se)),
+                    "mean_of_calls": pp_mean, "mean_of_calls_stderr": pp_se, "z_hutchpp_vs_pyhessian": z_hutchpp},
     }
     accurate = all(max(v) <= a.rel_tol for v in errors.values())
-    ok = checks["hvp_max_rel_diff"] < 1e-3 and checks["loss_rel_diff"] < 1e-5 and abs(z_trace) < 4 and accurate
+    ok = (checks["hvp_max_rel_diff"] < 1e-3 and checks["loss_rel_diff"] < 1e-5 and abs(z_trace) < 4
+          and abs(z_hutchpp) < 4 and accurate)
     checks["ok"], checks["timed_top_k_accurate"] = bool(ok), bool(accurate)
     best_sgdsde = min(("sgdsde_lanczos", "sgdsde_block"), key=lambda name: timings[name].median)
 
@@ -377,6 +434,8 @@ def main(argv=None) -> dict:
         "trace_pyhessian_over_sgdsde": ratio("pyhessian_trace", "sgdsde_trace"),
         "first_call_top_k_pyhessian_over_sgdsde": ratio("pyhessian_topk", best_sgdsde, first=True),
         "first_call_trace_pyhessian_over_sgdsde": ratio("pyhessian_trace", "sgdsde_trace", first=True),
+        "trace_pyhessian_over_sgdsde_hutchpp": ratio("pyhessian_trace", "sgdsde_hutchpp"),
+        "first_call_trace_pyhessian_over_sgdsde_hutchpp": ratio("pyhessian_trace", "sgdsde_hutchpp", first=True),
     }
     results = {
         "config": {
@@ -398,15 +457,19 @@ def main(argv=None) -> dict:
     setting = {"sgdsde_lanczos": f"num_iterations={settings['lanczos']}",
                "sgdsde_block": f"num_iterations={settings['block']}, block_size={a.block_size}",
                "pyhessian_topk": f"tol={settings['pyhessian']:g}, maxIter={a.max_iter}",
-               "sgdsde_trace": f"num_samples={n}", "pyhessian_trace": f"maxIter={n}, tol=0"}
+               "sgdsde_trace": f"num_samples={n}", "pyhessian_trace": f"maxIter={n}, tol=0",
+               "sgdsde_hutchpp": f"num_products={hutchpp['hvps']}, sketch_size={hutchpp['sketch_size']}"}
     rows = []
     for name in calls:
         t = timings[name]
         row_ratio = {"sgdsde_lanczos": ratios["top_k_pyhessian_over_sgdsde_lanczos"],
                      "sgdsde_block": ratios["top_k_pyhessian_over_sgdsde_block"],
-                     "sgdsde_trace": ratios["trace_pyhessian_over_sgdsde"]}.get(name)
+                     "sgdsde_trace": ratios["trace_pyhessian_over_sgdsde"],
+                     "sgdsde_hutchpp": ratios["trace_pyhessian_over_sgdsde_hutchpp"]}.get(name)
         result = (f"max rel. error {max(errors[name]):.1e}" if name in errors else
                   f"tr {float(tr_sd.mean):.5g} ± {float(tr_sd.stderr):.2g}" if name == "sgdsde_trace" else
+                  f"tr {float(tr_pp.mean):.5g} ± {float(tr_pp.stderr):.2g} (target s.e. {target_se:.2g})"
+                  if name == "sgdsde_hutchpp" else
                   f"tr {tr_py:.5g} ± {se_py:.2g}")
         rows.append([LABELS[name], setting[name], hvps[name], C.fmt_seconds(t.median), C.fmt_seconds(t.best),
                      C.fmt_seconds(t.first_call), C.fmt_seconds(t.compile_seconds),
@@ -438,7 +501,9 @@ def _doc_block(results, machine, table, versions) -> str:
         f"top-{cfg['k']} eigenvalues **{r['top_k_pyhessian_over_sgdsde']:.2f}** "
         f"({r['top_k_sgdsde_method'].removeprefix('sgdsde_')}), trace **{r['trace_pyhessian_over_sgdsde']:.2f}**; "
         f"first call, compile included: top-{cfg['k']} {r['first_call_top_k_pyhessian_over_sgdsde']:.2f}, "
-        f"trace {r['first_call_trace_pyhessian_over_sgdsde']:.2f}."
+        f"trace {r['first_call_trace_pyhessian_over_sgdsde']:.2f}. Hutch++ trace at PyHessian's standard error: "
+        f"**{r['trace_pyhessian_over_sgdsde_hutchpp']:.2f}**, first call "
+        f"{r['first_call_trace_pyhessian_over_sgdsde_hutchpp']:.2f}."
     )
     setup = (
         f"{cfg['model']}, d = {cfg['parameters']:,} parameters, N = {cfg['examples']} examples, after "
@@ -446,7 +511,10 @@ def _doc_block(results, machine, table, versions) -> str:
         f"setting (calibrated on {cfg['calibration_seeds']} random starts) with every eigenvalue within a relative "
         f"{cfg['rel_tol']:g} of the reference {[round(x, 6) for x in tk['reference']]} (block Lanczos, "
         f"{tk['reference_budget']} HVPs, a-posteriori bounds ≤ {tk['reference_max_rel_bound']:.1e} relative). "
-        f"Trace: {cfg['probes']} Rademacher probes in both (the same estimator, so the same standard error):"
+        f"Trace: {cfg['probes']} Rademacher probes in both (the same estimator, so the same standard error); "
+        f"Hutch++: the fewest HVPs m = 2s + r whose expected standard error (pilot runs, s in "
+        f"{list(HUTCHPP_SKETCHES)}) is ≤ PyHessian's {v['hutchpp']['target_stderr']:.3g} at {cfg['probes']} probes: "
+        f"s = {v['hutchpp']['sketch_size']}, r = {v['hutchpp']['residual_probes']}, m = {v['hutchpp']['hvps']}:"
     )
     checks = (
         f"Checks ({'all ok' if ch['ok'] else 'MISMATCH'}): the same model in both libraries — loss relative "
@@ -458,7 +526,10 @@ def _doc_block(results, machine, table, versions) -> str:
         f"{tr['pooled_probes']['pyhessian']}), the trace estimates {tr['pooled_mean']['sgdsde']:.5g} ± "
         f"{tr['pooled_stderr']['sgdsde']:.2g} (sgdsde) and {tr['pooled_mean']['pyhessian']:.5g} ± "
         f"{tr['pooled_stderr']['pyhessian']:.2g} (PyHessian) differ by z = {tr['z_sgdsde_vs_pyhessian']:+.2f} "
-        "combined standard errors."
+        f"combined standard errors; the mean of the {v['hutchpp']['calls']} Hutch++ calls, "
+        f"{v['hutchpp']['mean_of_calls']:.5g} ± {v['hutchpp']['mean_of_calls_stderr']:.2g}, differs from PyHessian's by "
+        f"z = {v['hutchpp']['z_hutchpp_vs_pyhessian']:+.2f}; {v['hutchpp']['calls_with_stderr_at_most_target']} of "
+        f"{v['hutchpp']['calls']} Hutch++ calls reported a standard error ≤ the target."
     )
     return C.doc_block(NAME, "python benchmarks/curvature.py", results, machine, lead=lead,
                        sections=[setup, table, checks], versions=versions,

@@ -37,6 +37,7 @@ from ._results import (
     BlockLanczos,
     Estimate,
     HessianNorm,
+    HutchppEstimate,
     Lanczos,
     LogDetEstimate,
     PowerIteration,
@@ -45,7 +46,7 @@ from ._results import (
 )
 from .eigen import block_lanczos, lanczos, power_iteration, top_eigenvalues
 from .norms import finite_difference_hessian_norm, hessian_frobenius_norm, loss_along_line
-from .trace import hutchinson_trace, log_determinant, spectral_density
+from .trace import hutchinson_trace, hutchpp_trace, log_determinant, spectral_density
 
 __all__ = [
     "hvp",
@@ -60,6 +61,8 @@ __all__ = [
     "Estimate",
     "TraceEstimate",
     "hutchinson_trace",
+    "HutchppEstimate",
+    "hutchpp_trace",
     "SpectralDensity",
     "spectral_density",
     "LogDetEstimate",

@@ -119,6 +119,18 @@ class Estimate(NamedTuple):
 TraceEstimate = Estimate  # tr H by Hutchinson's method
 
 
+class HutchppEstimate(NamedTuple):
+    """tr H by Hutch++ (:func:`~sgdsde.curvature.hutchpp_trace`): ``mean`` = ``deflated`` +
+    the mean of ``samples``; ``deflated`` = tr(QᵀHQ), exact, over the sketched basis Q;
+    ``samples``: the residual probes wᵀHw, w = (I − QQᵀ)z; ``stderr``: their sample standard
+    deviation / √(number of residual probes) (the only random error given Q)."""
+
+    mean: Float[Array, ""]
+    stderr: Float[Array, ""]
+    samples: Float[Array, " r"]
+    deflated: Float[Array, ""]
+
+
 def _estimate(samples: Array) -> Estimate:
     n = samples.shape[0]
     mean = jnp.mean(samples)
