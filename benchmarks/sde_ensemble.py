@@ -80,10 +80,12 @@ NAME = "sde_ensemble"
 DOC = C.ROOT / "docs" / "benchmarks.md"
 THETA0 = (-1.0, 0.5)  # bottom of the left well, off its axis
 
-TARGETS = {  # issue 3
+TARGETS = {  # issues 3 and 17
     "sgdsde_over_diffrax_vmap": ("≥", 3.0),
     "sgdsde_over_diffrax_batched": ("≥", 1.0),
-    "sgdsde_time_over_floor_unrolled": ("≤", 1.15),  # over the floor (c′), the fastest way to draw the same bits
+    # over the floor (c′), the fastest way to draw the same bits: issue 17 asks ≤ 1.3 at
+    # 10⁴–10⁶ paths (issue 3 had asked 1.15 of the rolled draws (c), which are no floor)
+    "sgdsde_time_over_floor_unrolled": ("≤", 1.3),
 }
 
 
@@ -519,7 +521,7 @@ def main(argv=None) -> dict:
 
     # ---- scaling
     srows = []
-    scaling_names = ["sgdsde", "diffrax_vmap", "diffrax_batched", "floor"]
+    scaling_names = ["sgdsde", "diffrax_vmap", "diffrax_batched", "floor", "floor_unrolled"]
     for paths in a.scaling:
         steps = _steps_for(paths, T, a.max_work)
         _log(f"[scaling] P={paths}, T={steps}")
@@ -535,11 +537,12 @@ def main(argv=None) -> dict:
                     for n, t in ts.items()},
                  "sgdsde_over_diffrax_vmap": rate["sgdsde"] / rate["diffrax_vmap"],
                  "sgdsde_over_diffrax_batched": rate["sgdsde"] / rate["diffrax_batched"],
-                 "sgdsde_time_over_floor": ts["sgdsde"].median / ts["floor"].median}
+                 "sgdsde_time_over_floor": ts["sgdsde"].median / ts["floor"].median,
+                 "sgdsde_time_over_floor_unrolled": ts["sgdsde"].median / ts["floor_unrolled"].median}
         results["scaling"].append(entry)
         srows.append([paths, steps, *(C.fmt_rate(rate[n]) for n in scaling_names),
                       f"{entry['sgdsde_over_diffrax_vmap']:.2f}", f"{entry['sgdsde_over_diffrax_batched']:.2f}",
-                      f"{entry['sgdsde_time_over_floor']:.2f}"])
+                      f"{entry['sgdsde_time_over_floor_unrolled']:.2f}"])
 
     # ---- report
     header = ["implementation", "paths", "steps", "sgdsde.run ×", "time (median)", "path-steps/s", "(best)",
@@ -547,7 +550,7 @@ def main(argv=None) -> dict:
     check_header = ["implementation", "paths", "mean θ₁", "var θ₁", "mean θ₂", "var θ₂",
                     "z vs sgdsde (mean θ₁, θ₂; var θ₁, θ₂)", "z θ₂ vs exact (mean, var)", "check"]
     scaling_header = ["paths", "steps", *(f"{SHORT[n]} path-steps/s" for n in scaling_names),
-                      "sgdsde / (a)", "sgdsde / (b)", "sgdsde time / (c) jax.random draws"]
+                      "sgdsde / (a)", "sgdsde / (b)", "sgdsde time / (c′) floor"]
     target_rows = [[k, v["target"], f"{v['measured']:.2f}", "met" if v["met"] else "MISSED"]
                    for k, v in results["targets"].items()]
     print()
@@ -555,7 +558,7 @@ def main(argv=None) -> dict:
                                       f"η={a.learning_rate}, S={a.batch_size}, σ²={a.sigma2}, float32")
     print("  'sgdsde.run ×' = sgdsde.run path-steps/s divided by that row's (> 1: sgdsde.run is faster).")
     print()
-    C.print_table(["ratio", "target", "measured", ""], target_rows, title="Targets (issue 3)")
+    C.print_table(["ratio", "target", "measured", ""], target_rows, title="Targets (issues 3, 17)")
     print(f"  sgdsde.run time / (c′) floor (unrolled draws): {ratios['sgdsde_time_over_floor_unrolled']:.2f}; "
           f"(c) / (c′): {ratios['floor_over_floor_unrolled']:.2f}; "
           f"sgdsde.run / hand-written: {ratios['sgdsde_time_over_handwritten']:.2f}")
