@@ -32,3 +32,23 @@ def test_gpu_script_cpu_smoke(tmp_path):
     assert "skipped" in done.stdout or (tmp_path / "fokker_planck_quick.json").exists()
     # the redirected run left the committed results and docs/benchmarks.md alone
     assert _stamps() == before
+
+
+def test_summary_reads_every_results_file_and_judges_each_target():
+    """benchmarks/summary.py: one row per comparison from the committed results, each with
+    its anchor, a ratio and a verdict that follows from the ratio and the target."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import summary
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = summary.summary_rows()
+    for name in ("Fokker–Planck", "Euler–Maruyama", "Hessian", "sweep"):
+        assert any(name in row[0] for row in rows), name
+    for what, anchor, ratio, first, target, verdict, when in rows:
+        assert anchor and ratio.endswith("×") and when[:4].isdigit(), what
+        sign, bound = target.split()
+        value = float(ratio[:-1])
+        # the verdict is recomputed from the two-decimal ratio; equal to the bound only by rounding
+        if abs(value - float(bound)) > 0.005:
+            assert (verdict == "met") == (value >= float(bound) if sign == "≥" else value <= float(bound)), what
