@@ -11,10 +11,19 @@ draw at size S, so a batch-size grid and separate runs see the same batches.
 - ``epoch``:  random reshuffling: a fresh permutation per epoch, cut into
               m = ⌊N/S⌋ consecutive batches (the last N − mS examples of an epoch
               are dropped); batch noises are anti-correlated, −C/(N−1).
+
+Both samplers without replacement are exact (every ordered S-subset, resp. every
+permutation of an epoch, equally likely; tests/test_sampling.py: every stream of a small
+case enumerated for each deduplication method, χ² over all permutations of a small epoch).
+The epoch sampler's Fisher–Yates partners come from :func:`sgdsde._threefry.uniform_below`
+(before: ``jax.random.randint``) and its swaps are written into the stored order directly,
+so its batches differ from earlier versions for the same key; the subset sampler's batches
+are unchanged (only its deduplication is faster).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -51,50 +60,23 @@ def _iid_draw(key, state, num_examples, batch_size, max_size):
     return indices, state
 
 
-def _fisher_yates_prefix(key, order, start, num_examples, batch_size, max_size):
-    """The next S steps of a Fisher–Yates shuffle: slot p = start … start+S−1 of the order
-    is swapped with a uniform slot in [p, N). From ANY starting arrangement, the S values
-    moved into those slots are a uniform random sequence without repetition from the
-    slots ≥ start, so fresh randomness each step gives exact, independent draws.
-
-    ``order`` is an int32[N] array, or None for the identity (then nothing is stored).
-    The swaps are done on a small map of the ≤ 2·max_size touched slots (latest record
-    wins), O(S²) work and no O(N) pass, then written back with one scatter. Only the first
-    S of the ``max_size`` slots are touched (the uniforms are drawn at max_size and their
-    prefix does not depend on it), so results do not depend on the static maximum size.
-    Returns (new order or None, the max_size indices at those slots)."""
-    slots = start + jnp.arange(max_size, dtype=jnp.int32)
-    partners = jax.random.randint(
-        key, (max_size,), jnp.minimum(slots, num_examples - 1), num_examples, dtype=jnp.int32
-    )
-    records = jnp.arange(2 * max_size, dtype=jnp.int32)
-    base = (lambda x: x) if order is None else (lambda x: order[x])
-
-    def lookup(pos, val, x):
-        last = jnp.max(jnp.where(pos == x, records, -1))  # latest record for slot x
-        return jnp.where(last >= 0, val[jnp.maximum(last, 0)], base(x))
-
-    def swap(i, carry):
-        pos, val = carry
-        valid = i < batch_size  # masked slots stay untouched
-        a, b = jnp.where(valid, slots[i], -1), jnp.where(valid, partners[i], -1)
-        va, vb = lookup(pos, val, a), lookup(pos, val, b)
-        # records 2i (a ← vb) then 2i+1 (b ← va): the later one wins when a == b
-        pos = pos.at[2 * i].set(a).at[2 * i + 1].set(b)
-        val = val.at[2 * i].set(vb).at[2 * i + 1].set(va)
-        return pos, val
-
-    empty = (jnp.full((2 * max_size,), -1, jnp.int32), jnp.zeros((2 * max_size,), jnp.int32))
-    pos, val = jax.lax.fori_loop(0, max_size, swap, empty)
-    read = jax.vmap(lambda x: lookup(pos, val, x))
-    indices = read(jnp.minimum(slots, num_examples - 1))
-    if order is None:
-        return None, indices
-    touched = jnp.where(pos >= 0, pos, num_examples)  # unused records are dropped
-    return order.at[touched].set(read(jnp.maximum(pos, 0)), mode="drop"), indices
+def _materialized(make: Callable[[], Array], batch_size) -> Array:
+    """``make()``, computed once into a buffer. XLA's CPU fusion copies a producer made of
+    cheap integer ops (a Threefry stream: ~100 per element) into every consumer, and the
+    pairwise deduplication reads each element L times, so the stream was recomputed L
+    times (measured: ``sd.run`` with subset sampling 15–20x slower than iid at S = 8). An
+    ``optimization_barrier`` does not prevent that on CPU; a while loop does: this one runs
+    once (0 < S), and its trip count depends on the traced S, so XLA keeps it."""
+    shape = jax.eval_shape(make)
+    size = jnp.asarray(batch_size, jnp.int32)
+    initial = (jnp.int32(0), jnp.zeros(shape.shape, shape.dtype))
+    return jax.lax.while_loop(lambda c: c[0] < size, lambda c: (size, make()), initial)[1]
 
 
-_PAIRWISE_MAX = 32  # streams up to this length are deduplicated by O(L²) fused compares, longer ones by sorting
+# Deduplication methods, chosen by the static sizes (crossovers measured on CPU, R = 10⁴):
+_PAIRWISE_MAX = 32  # L ≤ this: O(L²) fused compares and reductions (XLA's codegen falls off a cliff beyond)
+_TABLE_RATIO = 6  # else first occurrences by a direct-address table of N slots when N ≤ this·L,
+_LAGS_MAX = 64  # else by L − 1 shifted compares up to this L (compile time grows with L), else by sorting
 
 
 def _stream_length(num_examples: int, max_size: int) -> int:
@@ -108,20 +90,36 @@ def _stream_length(num_examples: int, max_size: int) -> int:
     return max_size + int(math.ceil(mean - max_size + 6 * sd)) + 2
 
 
-def _sort_pairs(major: Array, minor: Array, major_bound: int, minor_bound: int) -> tuple[Array, Array]:
-    """Sort int32 pairs lexicographically (0 ≤ major < major_bound, 0 ≤ minor < minor_bound):
-    one single-key sort of major·minor_bound + minor when it fits in int32 (XLA's fast path),
-    else a two-key sort."""
-    if major_bound * minor_bound < 2**31:
-        packed = jnp.sort(major * minor_bound + minor)
-        return packed // minor_bound, packed % minor_bound
-    return tuple(jax.lax.sort((major, minor), num_keys=2))
+def _first_occurrences(values: Int[Array, " L"], empty: int) -> Array:
+    """bool[L]: values[t] < empty occurs at no k < t. For N = ``empty`` ≤ _TABLE_RATIO·L a
+    table of N slots holds the smallest position of each value (one scatter-min, one
+    gather: O(N + L)); else for L ≤ _LAGS_MAX values[t] is compared with values[t − d] for
+    every lag d (one elementwise kernel, O(L²) but vectorized); otherwise one sort of the
+    pairs (value, position), whose equal values are then in position order, O(L log L),
+    scattered back to positions."""
+    length = values.shape[0]
+    t = jnp.arange(length, dtype=jnp.int32)
+    if empty <= _TABLE_RATIO * length:
+        owner = jnp.full((empty,), length, jnp.int32).at[values].min(t, mode="drop")
+        return owner.at[values].get(mode="fill", fill_value=-1) == t
+    if length <= _LAGS_MAX:
+        repeat = functools.reduce(jnp.logical_or, [jnp.pad(values[d:] == values[:-d], (d, 0))
+                                                   for d in range(1, length)], jnp.zeros((length,), bool))
+        return (values < empty) & ~repeat
+    if (empty + 1) * length <= 2**31:  # one single-key sort of value·L + position (XLA's fast path)
+        packed = jnp.sort(values * length + t)
+        sorted_values, position = packed // length, packed % length
+    else:
+        sorted_values, position = jax.lax.sort((values, t), num_keys=2)
+    new = jnp.concatenate([jnp.ones((1,), bool), sorted_values[1:] != sorted_values[:-1]])
+    return jnp.zeros((length,), bool).at[position].set(new & (sorted_values < empty), unique_indices=True)
 
 
 def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Array, " count"]:
     """The first ``count`` distinct values of ``values`` in order of first occurrence (entries
     equal to ``empty`` are skipped), padded with ``empty``. O(L²) fused compares for
-    L ≤ _PAIRWISE_MAX, else two sorts, O(L log L)."""
+    L ≤ _PAIRWISE_MAX, else :func:`_first_occurrences` then a prefix sum (the rank of each
+    first occurrence) and one scatter."""
     length = values.shape[0]
     t = jnp.arange(length, dtype=jnp.int32)
     if length <= _PAIRWISE_MAX:
@@ -131,11 +129,10 @@ def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Arr
         hit = first[None, :] & (rank[None, :] == jnp.arange(count, dtype=jnp.int32)[:, None])
         picked = jnp.sum(jnp.where(hit, values[None, :], 0), axis=1, dtype=jnp.int32)  # int32 under x64 too
         return jnp.where(jnp.any(hit, axis=1), picked, empty).astype(jnp.int32)
-    sorted_values, position = _sort_pairs(values, t, empty + 1, length)  # equal values by position
-    first = (sorted_values < empty) & jnp.concatenate(
-        [jnp.ones((1,), bool), sorted_values[1:] != sorted_values[:-1]])
-    position, value = _sort_pairs(jnp.where(first, position, length), sorted_values, length + 1, empty + 1)
-    return jnp.where(position[:count] < length, value[:count], empty).astype(jnp.int32)
+    first = _first_occurrences(values, empty)
+    rank = jnp.cumsum(first, dtype=jnp.int32) - 1
+    slot = jnp.where(first & (rank < count), rank, count)
+    return jnp.full((count,), empty, jnp.int32).at[slot].set(values.astype(jnp.int32), mode="drop")
 
 
 def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
@@ -147,8 +144,8 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
     read in pieces of L = :func:`_stream_length` draws (a further piece only while some
     replica has fewer than ``max_size`` distinct values); no state."""
     length = _stream_length(num_examples, max_size)
-    piece = lambda index: uniform_below(
-        key, index * length + jnp.arange(length, dtype=jnp.uint32), num_examples)
+    piece = lambda index: _materialized(lambda: uniform_below(
+        key, index * length + jnp.arange(length, dtype=jnp.uint32), num_examples), batch_size)
     found = _first_distinct(piece(jnp.uint32(0)), num_examples, max_size)
 
     def more(carry):
@@ -173,13 +170,28 @@ def _epoch_init(num_examples: int) -> EpochState:
 
 
 def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
-    """Random reshuffling, a batch at a time: the epoch's order is fixed S slots at a
-    time by Fisher–Yates (see :func:`_fisher_yates_prefix`), so an epoch's batches are
-    consecutive pieces of a uniform random permutation. A new epoch starts when fewer
-    than S examples are left (drop-last); the order carries over, which is fine since
-    Fisher–Yates from any starting arrangement gives a uniform shuffle."""
+    """Random reshuffling, a batch at a time: the next S steps of a Fisher–Yates shuffle of
+    the stored order, slot p = position … position+S−1 swapped with slot p + u_p, u_p uniform
+    in [0, N − p) (:func:`sgdsde._threefry.uniform_below` at counter p − position, so the
+    draws do not depend on ``max_size``; masked slots are not touched). From ANY starting
+    arrangement the values moved into those slots are a uniform random sequence without
+    repetition from the slots ≥ position, so an epoch's batches are consecutive pieces of a
+    uniform random permutation. A new epoch starts when fewer than S examples are left
+    (drop-last); the order carries over, which is fine for the same reason. The swaps write
+    into the stored order in place (one scatter of two entries each, O(S) per step; the
+    earlier version kept an O(S²) map of the touched slots)."""
     position = jnp.where(state.position + batch_size > num_examples, 0, state.position)
-    order, indices = _fisher_yates_prefix(key, state.order, position, num_examples, batch_size, max_size)
+    steps = jnp.arange(max_size, dtype=jnp.int32)
+    slots = position + steps
+    partners = slots + uniform_below(key, steps.astype(jnp.uint32), jnp.maximum(num_examples - slots, 1))
+
+    def swap(i, order):
+        a, b = slots[i], partners[i]
+        target = jnp.where(i < batch_size, jnp.stack([a, b]), num_examples)  # masked: dropped
+        return order.at[target].set(jnp.stack([order[b], order[a]]), mode="drop")
+
+    order = jax.lax.fori_loop(0, max_size, swap, state.order)
+    indices = order[jnp.minimum(slots, num_examples - 1)]
     return indices, EpochState(order, (position + batch_size).astype(jnp.int32))
 
 

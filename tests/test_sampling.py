@@ -263,37 +263,71 @@ def test_uniform_below_is_the_64_bit_product():
         np.testing.assert_array_equal(ours, exact)
 
 
-@pytest.mark.parametrize("path", ["pairwise", "sort"])
+def _force_path(monkeypatch, path):
+    """Make _first_distinct take one method whatever the sizes: pairwise (L ≤ _PAIRWISE_MAX),
+    then first occurrences by table (N ≤ _TABLE_RATIO·L), lags (L ≤ _LAGS_MAX) or sort."""
+    later = ["pairwise", "table", "lags", "sort"]
+    for name, constant in zip(later[:-1], ["_PAIRWISE_MAX", "_TABLE_RATIO", "_LAGS_MAX"]):
+        if later.index(path) > later.index(name):
+            monkeypatch.setattr(sampling, constant, 0)
+
+
+def _first_distinct_reference(stream, empty, count):
+    firsts = [v for v in dict.fromkeys(stream) if v != empty][:count]
+    return firsts + [empty] * (count - len(firsts))
+
+
+PATHS = ["pairwise", "table", "lags", "sort"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_first_distinct_of_every_stream_is_exactly_uniform(monkeypatch, path):
     """The exact argument, with no Monte Carlo. The subset sampler returns the first M
     distinct values of an iid uniform stream. Enumerate EVERY stream of length L over N
-    values (N = 4, L = 6: 4⁶ = 4096 equally likely streams) and run the sampler's own
-    deduplication on each: every ordered M-sequence without repetition must be the
-    outcome of exactly the same number of streams (for each M ≤ N), and streams with
-    fewer than M distinct values must be reported as short. Since this holds for every L
-    and the stream is read until M distinct values are found, the law is exactly uniform
-    over ordered sequences, hence over subsets (each prefix too)."""
+    values and the padding value N (N = 4, L = 6: 5⁶ = 15625 streams; the padding occurs
+    when a stream is continued) and run the sampler's own deduplication, each method in
+    turn: it must return the first M distinct values other than N in order of first
+    occurrence. And on the 4⁶ = 4096 equally likely streams without padding, every ordered
+    M-sequence without repetition must be the outcome of exactly the same number of streams
+    (for each M ≤ N), streams with fewer than M distinct values being reported as short.
+    Since this holds for every L and the stream is read until M distinct values are found,
+    the law is exactly uniform over ordered sequences, hence over subsets (each prefix too)."""
     n, length = 4, 6
-    if path == "sort":
-        monkeypatch.setattr(sampling, "_PAIRWISE_MAX", 0)
-    streams = np.array(list(itertools.product(range(n), repeat=length)), np.int32)
+    _force_path(monkeypatch, path)
+    streams = np.array(list(itertools.product(range(n + 1), repeat=length)), np.int32)
+    unpadded = np.all(streams < n, axis=1)
     for m in range(1, n + 1):
         out = np.asarray(jax.jit(jax.vmap(lambda s: sampling._first_distinct(s, n, m)))(streams))
-        distinct = np.array([len(set(s)) for s in streams])
-        full = out[:, -1] < n
+        expected = np.array([_first_distinct_reference(list(s), n, m) for s in streams])
+        np.testing.assert_array_equal(out, expected)  # the first-occurrence order, padding skipped
+        full = out[unpadded][:, -1] < n
+        distinct = np.array([len(set(s)) for s in streams[unpadded]])
         np.testing.assert_array_equal(full, distinct >= m)
-        expected = np.array([list(dict.fromkeys(s))[:m] for s in streams[full]])
-        np.testing.assert_array_equal(out[full], expected)  # it is the first-occurrence order
-        _, counts = np.unique(out[full], axis=0, return_counts=True)
+        _, counts = np.unique(out[unpadded][full], axis=0, return_counts=True)
         assert len(counts) == math.perm(n, m) and np.all(counts == counts[0]), (m, counts)
 
 
-def test_subset_is_uniform_over_all_subsets():
-    """N = 6, S = 3 drawn at max size 5 (so the prefix is what is tested): counts of each
+def test_first_distinct_two_key_sort():
+    """Values too large to pack value·L + position into int32 take the two-key sort (same
+    results): N = 2²⁸, L = 80, streams with many repeats and padding."""
+    empty, length, count = 2**28, 80, 30
+    rng = np.random.default_rng(0)
+    pools = rng.integers(0, empty + 1, size=(200, 36))  # 36 candidate values per stream (padding too)
+    pools[:, 0] = empty
+    streams = np.take_along_axis(pools, rng.integers(0, 36, size=(200, length)), axis=1).astype(np.int32)
+    out = np.asarray(jax.jit(jax.vmap(lambda s: sampling._first_distinct(s, empty, count)))(jnp.asarray(streams)))
+    np.testing.assert_array_equal(out, [_first_distinct_reference(list(s), empty, count) for s in streams])
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_subset_is_uniform_over_all_subsets(monkeypatch, path):
+    """N = 6, S = 3 drawn at max size 5 (so the prefix is what is tested), with each
+    deduplication method of _first_distinct: counts of each
     of the C(6,3) = 20 subsets and of each of the 6·5·4 = 120 ordered triples over
     R = 24000 keys. Multinomial χ² with E = 1200 (subsets) and 200 (triples) against
     dof + 6·√(2·dof), about 6 standard deviations of the χ² law (fixed seed)."""
     r = 24000
+    _force_path(monkeypatch, path)
     first = _subset_batches(6, 3, 5, r, seed=21)[:, :3]
     for code, cells in ((np.sort(first, axis=1) @ (6 ** np.arange(3)), math.comb(6, 3)),
                         (first @ (6 ** np.arange(3)), math.perm(6, 3))):
