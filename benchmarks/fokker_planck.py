@@ -754,7 +754,7 @@ def make_figure(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13.5, 4.2))
     sweep = results["sgdsde_dt_sweep"]
     for method, marker in (("tr_bdf2", "o-"), ("backward_euler", "s--")):
         s = [x for x in sweep if x["method"] == method]
@@ -793,7 +793,7 @@ def make_figure(results: dict, path: Path) -> Path:
     ax2.set_xlabel("cells")
     ax2.set_ylabel("wall time [s] (median, compiled)")
     ax2.set_title("scaling with the number of cells")
-    ax2.legend(fontsize=7)
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return save_figure(fig, path)
 

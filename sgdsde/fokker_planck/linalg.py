@@ -271,7 +271,7 @@ def backward_error(gen: Generator, x, y=None, shift=0.0):
     is ≈ (stencil size)·ε of the denominator. With K = −G = diag(e) − O (e the exit rates,
     O ≥ 0 the jump rates), |K||x| = e|x| + O|x| = 2e|x| − K|x|. Scale free: the implicit
     step (I + cK)x = y is σ = 1/c with y/c; the stationary state is σ = 0, y = 0."""
-    return _backward_error(gen.apply, gen.exit_rates(), x, y, shift, jnp, jnp.linalg.norm)
+    return _backward_error(gen.apply(x), gen.apply(jnp.abs(x)), gen.exit_rates(), x, y, shift, jnp, jnp.linalg.norm)
 
 
 def _host_norm(v: np.ndarray) -> float:
@@ -281,12 +281,12 @@ def _host_norm(v: np.ndarray) -> float:
     return float(np.sqrt(np.sum(np.square(v))))
 
 
-def _backward_error(apply, exit_rates, x, y, shift, xp, norm):
-    """:func:`backward_error` for G given as ``apply`` (x ↦ Gx) and its exit rates, in the
-    array module ``xp`` with ``norm`` (jax.numpy in a trace, NumPy on the host path)."""
+def _backward_error(g_x, g_abs_x, exit_rates, x, y, shift, xp, norm):
+    """:func:`backward_error` from G x, G|x| and the exit rates of G, in the array module
+    ``xp`` with ``norm`` (jax.numpy in a trace, NumPy on the host path)."""
     ax = xp.abs(x)
-    abs_terms = shift * ax + 2.0 * exit_rates * ax + apply(ax)
-    residual = shift * x - apply(x)
+    abs_terms = shift * ax + 2.0 * exit_rates * ax + g_abs_x
+    residual = shift * x - g_x
     if y is not None:
         residual, abs_terms = y - residual, abs_terms + xp.abs(y)
     scale = norm(abs_terms)
@@ -327,21 +327,21 @@ def implicit_solve(gen: Generator, c, y, x0, *, tol: float = 1e-11, solver: str 
 
 
 def host_implicit_solver(gen: Generator, c: float):
-    """``solve(y, x0) -> (x, ω)`` for (I + cK) x = y on the host, for concrete rates: the
-    cached SuperLU factor of 1/c + K (:func:`.sparse.host_factor`), the same mass
-    projection and backward error as :func:`implicit_solve` in NumPy float64. Used by
-    ``evolve`` when nothing is traced: the whole time loop then runs on the host with no
-    per-solve crossing between XLA and Python (≈ 0.15–0.6 ms a solve on small grids)."""
+    """``solve(y, x0) -> (x, ω)`` for (I + cK) x = y on the host, for concrete rates and
+    flat (C-order) float64 vectors: the cached SuperLU factor of 1/c + K
+    (:func:`.sparse.host_factor`), the same mass projection and backward error as
+    :func:`implicit_solve` in NumPy (G x and G|x| by one sparse product). Used by ``evolve``
+    when nothing is traced: the whole time loop then runs on the host with no per-solve
+    crossing between XLA and Python (≈ 0.15–0.6 ms a solve on small grids)."""
     factor = host_factor(gen, 1.0 / c)
-    shape = gen.grid.shape
     gmat = factor.generator
-    apply = lambda v: (gmat @ v.reshape(-1)).reshape(shape)  # noqa: E731
-    exit_rates = -gmat.diagonal().reshape(shape)
+    exit_rates = -gmat.diagonal()
 
     def solve(y, x0):
-        x = factor.lu.solve((y / c).reshape(-1)).reshape(shape)
-        x = _project_mass(x, x0, np)
-        return x, float(_backward_error(apply, exit_rates, x, y / c, 1.0 / c, np, _host_norm))
+        rhs = y / c
+        x = _project_mass(factor.lu.solve(rhs), x0, np)
+        products = gmat @ np.stack([x, np.abs(x)], axis=1)
+        return x, float(_backward_error(products[:, 0], products[:, 1], exit_rates, x, rhs, 1.0 / c, np, _host_norm))
 
     return solve
 

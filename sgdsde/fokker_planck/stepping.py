@@ -100,20 +100,20 @@ def _evolve(gen, mass0, dt, *, steps_per_save: int, num_saves: int, remainder: i
 def _evolve_host(gen: Generator, mass0, dt: float, *, steps_per_save: int, num_saves: int, remainder: int,
                  method: str):
     """:func:`_evolve` on the host for concrete rates with the direct solver: the same
-    steps (:func:`_step`) with NumPy arrays and SuperLU back-solves, factorised once per
-    (generator, Δt) and cached across calls. Returns the saved masses and the worst ω."""
-    mass = np.asarray(mass0, np.float64)
-    if not (num_saves or remainder):
-        return mass[None], 0.0
-    solve_system = host_implicit_solver(gen, _solve_coefficient(method, dt))
-    solve = lambda c, y, x0: solve_system(y, x0)  # noqa: E731  (c is the factor's, fixed)
+    steps (:func:`_step`) with NumPy arrays (flat, C order) and SuperLU back-solves,
+    factorised once per (generator, Δt) and cached across calls. Returns the saved masses
+    and the worst ω."""
+    mass = np.asarray(mass0, np.float64).reshape(-1)
     saved, worst = [mass], 0.0
-    for segment in [steps_per_save] * num_saves + ([remainder] if remainder else []):
-        for _ in range(segment):
-            mass, res = _step(solve, mass, dt, method, max)
-            worst = max(worst, res)
-        saved.append(mass)
-    return np.stack(saved), worst
+    if num_saves or remainder:
+        solve_system = host_implicit_solver(gen, _solve_coefficient(method, dt))
+        solve = lambda c, y, x0: solve_system(y, x0)  # noqa: E731  (c is the factor's, fixed)
+        for segment in [steps_per_save] * num_saves + ([remainder] if remainder else []):
+            for _ in range(segment):
+                mass, res = _step(solve, mass, dt, method, max)
+                worst = max(worst, res)
+            saved.append(mass)
+    return np.stack(saved).reshape((len(saved),) + gen.grid.shape), worst
 
 
 @float64_entry
