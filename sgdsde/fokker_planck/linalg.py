@@ -341,7 +341,8 @@ def host_implicit_solver(gen: Generator, c: float):
         rhs = y / c
         x = _project_mass(factor.lu.solve(rhs), x0, np)
         products = gmat @ np.stack([x, np.abs(x)], axis=1)
-        return x, float(_backward_error(products[:, 0], products[:, 1], exit_rates, x, rhs, 1.0 / c, np, _host_norm))
+        omega = _backward_error(products[:, 0], products[:, 1], exit_rates, x, rhs, 1.0 / c, np, _host_norm)
+        return x, float(omega)
 
     return solve
 

@@ -8,10 +8,10 @@ symmetrically and without row pivoting. No pivoting is needed: σI + K (σ > 0) 
 pinned K are non-singular M-matrices (non-positive off-diagonals, column sums ≥ 0), whose
 leading principal submatrices are non-singular M-matrices again, so Gaussian elimination
 in any symmetric order meets positive pivots and keeps column diagonal dominance (growth
-factor ≤ 2: as stable as partial pivoting, with the fill-in of the ordering). The factor is cached per (rates, σ, pinned cell), the rate
-arrays compared exactly, so an ``evolve`` loop that calls the solve at every step (each
-call passes the same rates) factorises once per (generator, Δt) and then only runs the
-triangular solves. Solves enter JAX through ``jax.pure_callback`` inside
+factor ≤ 2: as stable as partial pivoting, with the fill-in of the ordering). The factor
+is cached per (rates, σ, pinned cell), the rate arrays compared exactly, so an ``evolve``
+loop that calls the solve at every step (each call passes the same rates) factorises once
+per (generator, Δt) and then only runs the triangular solves. Solves enter JAX through ``jax.pure_callback`` inside
 ``jax.lax.custom_linear_solve``, whose transpose solve uses the same factor
 (``trans="T"``): differentiable by implicit differentiation, like the Krylov path.
 

@@ -55,10 +55,10 @@ class Solution(NamedTuple):
 def _step(solve, mass, dt, method: str, maximum=jnp.maximum):
     """One step of ``method``; ``solve(c, y, x0) -> (x, ω)`` solves (I + cK) x = y. Plain
     arithmetic, so the same function steps JAX arrays in the compiled loop and NumPy
-    arrays in the host loop (``maximum=np.maximum``)."""
+    arrays in the host loop (``maximum=max`` on its float backward errors)."""
     if method == "backward_euler":
         return solve(dt, mass, mass)
-    c = (1.0 - 1.0 / math.sqrt(2.0)) * dt  # γΔt/2 = (1 − γ)Δt/(2 − γ)
+    c = _solve_coefficient(method, dt)
     # trapezoid: (I + cK)⁻¹(I − cK) m = 2 (I + cK)⁻¹ m − m, which avoids the large
     # intermediate m + cG m (its rounding would leak ~ε·cΔt·rate of mass per step)
     half, res1 = solve(c, mass, mass)
@@ -70,7 +70,8 @@ def _step(solve, mass, dt, method: str, maximum=jnp.maximum):
 
 
 def _solve_coefficient(method: str, dt: float) -> float:
-    """The c of the system (I + cK) that ``method`` solves at every step."""
+    """The c of the system (I + cK) that ``method`` solves at every step: Δt for backward
+    Euler, γΔt/2 = (1 − γ)Δt/(2 − γ) = (1 − 1/√2)Δt for both TR-BDF2 stages."""
     return dt if method == "backward_euler" else (1.0 - 1.0 / math.sqrt(2.0)) * dt
 
 
