@@ -51,13 +51,14 @@ from .simulation import (
     Simulation,
     _simulate,
     check_arguments,
+    guarded_at_chunk_ends,
     initial_params,
     initial_states,
     programs,
     replica_keys,
     to_grid,
 )
-from .steppers import Stepper, StepperState
+from .steppers import Stepper, StepperState, all_finite
 
 PyTree = Any
 
@@ -362,15 +363,26 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
         problem = layout.place(problem, layout.replicated)
         gather = layout.gather
 
-    start, advance, finish = _compile(stepper, all_observers, (num_steps, replicas), blocking)
+    start, advance, finish, advance_unguarded = _compile(stepper, all_observers, (num_steps, replicas), blocking)
     observed = start(states, problem)
     unit = "steps" if float(stepper.dt) == 1.0 else "calls"  # a call advances dt SGD steps
     bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, unit, enabled=progress)
+    unguarded = guarded_at_chunk_ends(stepper)
     done = 0
     try:
         while done < num_steps:
             length = min(chunk_size, num_steps - done)
-            states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(done), length)
+            args = (flat_hyper, problem, keys, jnp.int32(done), length)
+            if unguarded:
+                # the chunk without per-step guards, then one check: all parameters finite
+                # (non-finite stays non-finite under θ' = θ + v', so none diverged inside);
+                # else the chunk again from its start with the guarded step, and from then on
+                (new_states, new_observed), finite = advance_unguarded(states, observed, *args)
+                unguarded = bool(finite)
+            if unguarded:
+                states, observed = new_states, new_observed
+            else:
+                states, observed = advance(states, observed, *args)
             done += length
             if progress:
                 jax.block_until_ready(states)
@@ -393,14 +405,24 @@ def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple, blocking
     :func:`_blocked`."""
     start, advance, finish = programs(stepper, all_observers, ctx_static)
 
-    def advance_blocks(states, observed, flat_hyper, problem, keys, first, length):
-        run_block = lambda s, o, h, p, k, t: advance(s, o, h, p, k, t, length)
-        return _blocked(run_block, blocking, 3)(states, observed, flat_hyper, problem, keys, first)
+    def blocks_of(advance):
+        def advance_blocks(states, observed, flat_hyper, problem, keys, first, length):
+            run_block = lambda s, o, h, p, k, t: advance(s, o, h, p, k, t, length)
+            return _blocked(run_block, blocking, 3)(states, observed, flat_hyper, problem, keys, first)
 
+        return advance_blocks
+
+    def advance_and_check(*args):
+        states, observed = blocks_of(unguarded)(*args)
+        return (states, observed), all_finite(states.params)
+
+    unguarded = programs(stepper, all_observers, ctx_static, guard=False)[1] if guarded_at_chunk_ends(stepper) else None
     return (
         jax.jit(_blocked(start, blocking, 1)),
-        jax.jit(advance_blocks, static_argnums=(6,), donate_argnums=(0, 1)),
+        jax.jit(blocks_of(advance), static_argnums=(6,), donate_argnums=(0, 1)),
         jax.jit(_blocked(finish, blocking, 2)),
+        # not donated: its inputs are the checkpoint the chunk is replayed from
+        jax.jit(advance_and_check, static_argnums=(6,)) if unguarded is not None else None,
     )
 
 

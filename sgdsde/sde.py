@@ -54,7 +54,7 @@ from ._checks import check_number
 from .hyper import Hyper, HyperValues
 from .noise import NoiseModel
 from .problem import Problem, _float_dtype
-from .steppers import Stepper, StepperState, apply_update, init_state
+from .steppers import Stepper, StepperState, apply_update, guarded_pair, init_state
 
 PyTree = Any
 
@@ -150,11 +150,9 @@ def _reused(factory: str, arguments: tuple, make) -> Stepper:
     return _REUSED[key]
 
 
-def _stepper(init, step, name: str, dt: float) -> Stepper:
-    """A Stepper; it records dt (SGD steps per call) once Stepper has a ``dt`` field."""
-    if "dt" in Stepper._fields:
-        return Stepper(init, step, name, dt)
-    return Stepper(init, step, name)
+def _stepper(init, make_step, name: str, dt: float) -> Stepper:
+    """A Stepper from ``make_step(guard)`` (guarded ``step`` and ``unguarded_step``)."""
+    return guarded_pair(init, make_step, name, dt)
 
 
 def _init(noise: NoiseModel):
@@ -181,13 +179,15 @@ def euler_maruyama(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 
 
 def _euler_maruyama(noise: NoiseModel, dt: float) -> Stepper:
-    step = overdamped_em_step(noise, dt, lambda problem, params, lr: problem.grad(params))
-    return _stepper(_init(noise), step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
+    drift = lambda problem, params, lr: problem.grad(params)
+    make_step = lambda guard: overdamped_em_step(noise, dt, drift, guard)
+    return _stepper(_init(noise), make_step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
 
 
-def overdamped_em_step(noise: NoiseModel, dt: float, drift):
+def overdamped_em_step(noise: NoiseModel, dt: float, drift, guard: bool = True):
     """The Euler–Maruyama step θ' = θ − η dt·drift(problem, θ, η) + η √(f/S) √dt ξ
-    (η the effective learning rate η/(1 − β)); drift = g is :func:`euler_maruyama`."""
+    (η the effective learning rate η/(1 − β)); drift = g is :func:`euler_maruyama`.
+    guard: with the divergence guard of :func:`apply_update` (False: the unguarded step)."""
 
     def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
         values = _values(state, hyper, dt)
@@ -197,7 +197,7 @@ def overdamped_em_step(noise: NoiseModel, dt: float, drift):
         grad = drift(problem, state.params, lr)
         xi = noise.sample(key, state.params, problem)
         increment = jax.tree_util.tree_map(lambda g, x: -(lr * dt) * g + amplitude * x, grad, xi)
-        return apply_update(state, increment, _no_momentum(values))
+        return apply_update(state, increment, _no_momentum(values), guard=guard)
 
     return step
 
@@ -222,26 +222,29 @@ def underdamped(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 
 
 def _underdamped(noise: NoiseModel, dt: float) -> Stepper:
-    def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
-        values = _values(state, hyper, dt)
-        dtype = _float_dtype(state.params)
-        lr = values.learning_rate.astype(dtype)
-        beta = values.momentum.astype(dtype)
-        # u = v·dt (the displacement) obeys the heavy-ball form u' = (1 − μ dt) u + δ with
-        # δ = dt·(−η g dt + η √(f/S) √dt ξ), so apply_update does the update and the divergence check.
-        friction = beta if dt == 1.0 else 1 - (1 - beta) * dt
-        amplitude = lr * _noise_amplitude(values, noise, problem, dtype) * jnp.sqrt(jnp.asarray(dt, dtype))
-        grad = problem.grad(state.params)
-        xi = noise.sample(key, state.params, problem)
-        if dt == 1.0:
-            increment = jax.tree_util.tree_map(lambda g, x: -lr * g + amplitude * x, grad, xi)
-        else:
-            increment = jax.tree_util.tree_map(
-                lambda g, x: dt * (-(lr * dt) * g + amplitude * x), grad, xi
-            )
-        return apply_update(state, increment, values._replace(momentum=friction))
+    def make_step(guard: bool):
+        def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
+            values = _values(state, hyper, dt)
+            dtype = _float_dtype(state.params)
+            lr = values.learning_rate.astype(dtype)
+            beta = values.momentum.astype(dtype)
+            # u = v·dt (the displacement) obeys the heavy-ball form u' = (1 − μ dt) u + δ with
+            # δ = dt·(−η g dt + η √(f/S) √dt ξ), so apply_update does the update and the divergence check.
+            friction = beta if dt == 1.0 else 1 - (1 - beta) * dt
+            amplitude = lr * _noise_amplitude(values, noise, problem, dtype) * jnp.sqrt(jnp.asarray(dt, dtype))
+            grad = problem.grad(state.params)
+            xi = noise.sample(key, state.params, problem)
+            if dt == 1.0:
+                increment = jax.tree_util.tree_map(lambda g, x: -lr * g + amplitude * x, grad, xi)
+            else:
+                increment = jax.tree_util.tree_map(
+                    lambda g, x: dt * (-(lr * dt) * g + amplitude * x), grad, xi
+                )
+            return apply_update(state, increment, values._replace(momentum=friction), guard=guard)
 
-    return _stepper(_init(noise), step, f"underdamped({noise!r}, dt={dt:g})", dt)
+        return step
+
+    return _stepper(_init(noise), make_step, f"underdamped({noise!r}, dt={dt:g})", dt)
 
 
 # -------------------------------------------------------------------------- diffrax
@@ -292,28 +295,31 @@ def diffrax_stepper(solver, noise: NoiseModel, dt: float = 1.0) -> Stepper:
 def _diffrax_stepper(solver, noise: NoiseModel, dt: float, levy_area) -> Stepper:
     import diffrax
 
-    def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
-        values = _values(state, hyper, dt)
-        flat, unravel = ravel_pytree(state.params)
-        dtype = flat.dtype
-        lr = _effective_lr(values, dtype)
-        amplitude = lr * _noise_amplitude(values, noise, problem, dtype)
+    def make_step(guard: bool):
+        def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
+            values = _values(state, hyper, dt)
+            flat, unravel = ravel_pytree(state.params)
+            dtype = flat.dtype
+            lr = _effective_lr(values, dtype)
+            amplitude = lr * _noise_amplitude(values, noise, problem, dtype)
 
-        def drift(t, y, args):
-            return -lr * ravel_pytree(problem.grad(unravel(y)))[0]
+            def drift(t, y, args):
+                return -lr * ravel_pytree(problem.grad(unravel(y)))[0]
 
-        def diffusion(t, y, args):
-            return amplitude * noise.matrix(unravel(y), problem)
+            def diffusion(t, y, args):
+                return amplitude * noise.matrix(unravel(y), problem)
 
-        shape = noise.noise_shape(state.params, problem)
-        path = _make_path(key, shape, dtype, levy_area)
-        terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, path))
-        t0, t1 = jnp.zeros((), dtype), jnp.asarray(dt, dtype)
-        solver_state = solver.init(terms, t0, t1, flat, None)
-        y1, _, _, _, _ = solver.step(terms, t0, t1, flat, None, solver_state, False)
-        return apply_update(state, unravel(y1 - flat), _no_momentum(values))
+            shape = noise.noise_shape(state.params, problem)
+            path = _make_path(key, shape, dtype, levy_area)
+            terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, path))
+            t0, t1 = jnp.zeros((), dtype), jnp.asarray(dt, dtype)
+            solver_state = solver.init(terms, t0, t1, flat, None)
+            y1, _, _, _, _ = solver.step(terms, t0, t1, flat, None, solver_state, False)
+            return apply_update(state, unravel(y1 - flat), _no_momentum(values), guard=guard)
 
-    return _stepper(_init(noise), step, f"diffrax_stepper({type(solver).__name__}, {noise!r}, dt={dt:g})", dt)
+        return step
+
+    return _stepper(_init(noise), make_step, f"diffrax_stepper({type(solver).__name__}, {noise!r}, dt={dt:g})", dt)
 
 
 def _levy_area_type(solver):

@@ -36,7 +36,7 @@ from . import observers as obs_lib
 from ._checks import check_int, is_traced, typed_key
 from .hyper import Hyper
 from .problem import Problem
-from .steppers import Stepper, StepperState
+from .steppers import Stepper, StepperState, all_finite
 
 PyTree = Any
 
@@ -124,7 +124,7 @@ def initial_params(init_params, keys: jax.Array, problem: Problem):
     )
 
 
-def programs(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
+def programs(stepper: Stepper, all_observers: tuple, ctx_static: tuple, guard: bool = True):
     """The three pure pieces of a run over a flat configuration axis G (unjitted):
 
         start(states, problem) -> observed
@@ -132,7 +132,9 @@ def programs(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
         finish(states, observed, problem) -> results (one per observer)
 
     ``advance`` scans ``length`` calls from call ``start``; states and observed carry a
-    leading axis G, then replicas R."""
+    leading axis G, then replicas R. guard=False: ``advance`` uses the stepper's
+    ``unguarded_step`` and leaves the divergence tracker alone (no flag changes); valid
+    only while every parameter stays finite, which :func:`sgdsde.run` checks after it."""
 
     def start(states, problem):
         ctx = obs_lib.RunContext(problem, *ctx_static)
@@ -145,7 +147,7 @@ def programs(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
             for o, ob in zip(all_observers, observed)
         )
 
-    replica_step = jax.vmap(stepper.step, in_axes=(0, 0, None, None))
+    replica_step = jax.vmap(stepper.step if guard else stepper.unguarded_step, in_axes=(0, 0, None, None))
 
     def advance(states, observed, flat_hyper, problem, keys, start, length):
         ctx = obs_lib.RunContext(problem, *ctx_static)
@@ -157,6 +159,7 @@ def programs(stepper: Stepper, all_observers: tuple, ctx_static: tuple):
             t = k + 1
             observed = tuple(
                 jax.vmap(lambda ob, s, o=o: o.update(ob, s, t, ctx))(ob, states)
+                if guard or o is not DIVERGENCE else ob  # unguarded, the flags never change
                 for o, ob in zip(all_observers, observed)
             )
             return (states, observed), None
@@ -207,29 +210,56 @@ def simulate(
 
 
 def _simulate(key, stepper, problem, hyper, init_params, num_steps, replicas, all_observers) -> Simulation:
-    """:func:`simulate` after its checks (``all_observers`` ends with the divergence tracker)."""
+    """:func:`simulate` after its checks (``all_observers`` ends with the divergence tracker).
+
+    Called with concrete values (not under a trace) and a stepper with an unguarded step,
+    the run is computed without per-step divergence guards and checked once at the end;
+    if a replica diverged, it is computed again with the guards (same numbers either way:
+    the guards only flag and freeze, and non-finite parameters stay non-finite)."""
     keys = replica_keys(key, replicas)
     params = initial_params(init_params, keys, problem)
     grid_shape = hyper.grid_shape
     configs = int(np.prod(grid_shape)) if grid_shape else 1
     states = initial_states(stepper, problem, params, configs)
-    results, states = _core(stepper, all_observers, num_steps, replicas)(states, hyper.flatten_grid(), problem, keys)
+    flat_hyper = hyper.flatten_grid()
+    concrete = not is_traced((states, flat_hyper, problem, keys))
+    results = None
+    if concrete and guarded_at_chunk_ends(stepper):
+        results, end, finite = _core(stepper, all_observers, num_steps, replicas, False)(states, flat_hyper, problem, keys)
+        results = results if bool(finite) else None
+    if results is None:
+        results, end = _core(stepper, all_observers, num_steps, replicas)(states, flat_hyper, problem, keys)
+    states = end
     observations = {o.name: to_grid(r, grid_shape) for o, r in zip(all_observers, results)}
     divergence = observations.pop("divergence")
     return Simulation(observations, divergence["diverged"], divergence["step"], to_grid(states, grid_shape))
 
 
 @functools.lru_cache(maxsize=64)
-def _core(stepper: Stepper, all_observers: tuple, num_steps: int, replicas: int):
+def _core(stepper: Stepper, all_observers: tuple, num_steps: int, replicas: int, guard: bool = True):
     """The jitted run (start, advance over all steps, finish) for one stepper, observer
     set and size; cached, so inline calls reuse compiled code. Inside an outer jit it is
-    inlined; called from :func:`sgdsde.run` it is the same program as here."""
-    start, advance, finish = programs(stepper, all_observers, (num_steps, replicas))
+    inlined; called from :func:`sgdsde.run` it is the same program as here.
+    guard=False: the unguarded run, returning also whether every parameter is finite."""
+    start, advance, finish = programs(stepper, all_observers, (num_steps, replicas), guard)
 
     @jax.jit
     def core(states, flat_hyper, problem, keys):
         observed = start(states, problem)
         states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(0), num_steps)
-        return finish(states, observed, problem), states
+        if guard:
+            return finish(states, observed, problem), states
+        return finish(states, observed, problem), states, all_finite(states.params)
 
     return core
+
+
+def guarded_at_chunk_ends(stepper: Stepper) -> bool:
+    """Whether a concrete run (:func:`sgdsde.run`, :func:`simulate` outside a trace)
+    guards divergence per chunk instead of per step — the stepper's ``unguarded_step``,
+    then one check that every parameter is finite, else the chunk again with ``step`` —
+    : where the stepper has an unguarded step and there is one process (the check reads
+    one flag on the host). Per-step guards cost several small kernels a step (about a
+    third of an Euler–Maruyama step, docs/benchmarks.md)."""
+    return stepper.unguarded_step is not None and jax.process_count() == 1
+

@@ -63,5 +63,5 @@ def sme2(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 
 
 def _sme2(noise: NoiseModel, dt: float) -> Stepper:
-    step = overdamped_em_step(noise, dt, sme2_drift)
-    return _stepper(_init(noise), step, f"sme2({noise!r}, dt={dt:g})", dt)
+    make_step = lambda guard: overdamped_em_step(noise, dt, sme2_drift, guard)
+    return _stepper(_init(noise), make_step, f"sme2({noise!r}, dt={dt:g})", dt)

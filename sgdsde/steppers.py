@@ -27,7 +27,7 @@ from .sampling import Sampling, make_sampler, batch_weights
 
 PyTree = Any
 
-__all__ = ["StepperState", "Stepper", "sgd", "apply_update", "all_finite"]
+__all__ = ["StepperState", "Stepper", "sgd", "apply_update", "all_finite", "guarded_pair"]
 
 
 class StepperState(NamedTuple):
@@ -42,10 +42,21 @@ class StepperState(NamedTuple):
 
 
 class Stepper(NamedTuple):
+    """``init(params, problem=None)``, ``step(key, state, problem, hyper)``, a name, and
+    ``dt``: SGD steps per call of ``step`` (SDE steppers); SGD time = state.step · dt.
+
+    ``unguarded_step`` (optional): the same step without the divergence guard — the same
+    arithmetic, but no per-replica finiteness check, freeze or flag. :func:`sgdsde.run`
+    uses it between checks at the end of each chunk and replays a chunk with ``step``
+    when a replica became non-finite in it (same numbers, fewer kernels a step). Steppers
+    built on :func:`apply_update` get one from :func:`guarded_pair`; None: always guarded.
+    """
+
     init: Callable[..., StepperState]
     step: Callable[[jax.Array, StepperState, Problem, Hyper], StepperState]
     name: str = "stepper"
-    dt: float = 1.0  # SGD steps per call of ``step`` (SDE steppers); SGD time = state.step · dt
+    dt: float = 1.0
+    unguarded_step: Callable[[jax.Array, StepperState, Problem, Hyper], StepperState] | None = None
 
 
 def all_finite(tree: PyTree) -> jax.Array:
@@ -66,15 +77,22 @@ def init_state(params: PyTree, extra: PyTree = ()) -> StepperState:
 
 
 def apply_update(
-    state: StepperState, increment: PyTree, values: HyperValues, extra: PyTree = None
+    state: StepperState, increment: PyTree, values: HyperValues, extra: PyTree = None, *, guard: bool = True
 ) -> StepperState:
     """Heavy-ball update with a given increment δ (−η ĝ for SGD):
-    v' = β v + δ, θ' = θ + v'; flags and freezes replicas that became non-finite."""
+    v' = β v + δ, θ' = θ + v'; flags and freezes replicas that became non-finite.
+
+    guard=False skips the flag and the freeze (the unguarded step of :class:`Stepper`).
+    Non-finite parameters stay non-finite under θ' = θ + v' (x + y is non-finite when x
+    is), so one check of θ after many unguarded steps finds every replica that diverged."""
     beta = values.momentum
     velocity = jax.tree_util.tree_map(
         lambda v, d: (beta * v + d).astype(v.dtype), state.velocity, increment
     )
     params = jax.tree_util.tree_map(lambda p, v: p + v, state.params, velocity)
+    if not guard:
+        return StepperState(params, velocity, state.step + 1, state.diverged,
+                            state.extra if extra is None else extra)
     diverged = state.diverged | ~all_finite(params)
     keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(diverged, b, a), new, old)
     return StepperState(
@@ -84,6 +102,12 @@ def apply_update(
         diverged=diverged,
         extra=state.extra if extra is None else extra,
     )
+
+
+def guarded_pair(init: Callable, make_step: Callable[[bool], Callable], name: str, dt: float = 1.0) -> Stepper:
+    """A :class:`Stepper` from ``make_step(guard)``, a step that passes ``guard`` to
+    :func:`apply_update`: ``step`` = make_step(True), ``unguarded_step`` = make_step(False)."""
+    return Stepper(init, make_step(True), name, dt, make_step(False))
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,14 +131,17 @@ def sgd(sampling: Sampling = "subset") -> Stepper:
             )
         return init_state(params, sampler.init(problem.num_examples if problem is not None else 0))
 
-    def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
-        values = hyper.at(state.step)
-        indices, extra = sampler.draw(
-            key, state.extra, problem.num_examples, values.batch_size, values.max_batch_size
-        )
-        weights = batch_weights(values.batch_size, values.max_batch_size, _float_dtype(state.params))
-        grad = problem.minibatch_grad(state.params, indices, weights)
-        increment = jax.tree_util.tree_map(lambda g: -values.learning_rate * g, grad)
-        return apply_update(state, increment, values, extra)
+    def make_step(guard: bool):
+        def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
+            values = hyper.at(state.step)
+            indices, extra = sampler.draw(
+                key, state.extra, problem.num_examples, values.batch_size, values.max_batch_size
+            )
+            weights = batch_weights(values.batch_size, values.max_batch_size, _float_dtype(state.params))
+            grad = problem.minibatch_grad(state.params, indices, weights)
+            increment = jax.tree_util.tree_map(lambda g: -values.learning_rate * g, grad)
+            return apply_update(state, increment, values, extra, guard=guard)
 
-    return Stepper(init, step, f"sgd({sampling})")
+        return step
+
+    return guarded_pair(init, make_step, f"sgd({sampling})")

@@ -37,7 +37,7 @@ from .hyper import Hyper
 from .problem import Problem, _float_dtype
 from .sampling import batch_weights, make_sampler
 from .sde import sgd_step_of
-from .steppers import Stepper, StepperState, apply_update, sgd
+from .steppers import Stepper, StepperState, apply_update, guarded_pair, sgd
 
 PyTree = Any
 
@@ -82,22 +82,25 @@ def _svag(ell: float, sampling: str) -> Stepper:
     base = sgd(sampling)
     name = f"svag({ell:g}, {sampling})"
     if ell == 1.0:
-        return Stepper(base.init, base.step, name, 1.0)
+        return Stepper(base.init, base.step, name, 1.0, base.unguarded_step)
     sampler = make_sampler(sampling)
     first, second = svag_weights(ell)
     dt = 1.0 / ell
 
-    def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
-        values = hyper.at(sgd_step_of(state.step, dt))
-        keys = jax.random.split(key)
-        draw = lambda k: sampler.draw(k, (), problem.num_examples, values.batch_size, values.max_batch_size)[0]
-        indices = jnp.concatenate([draw(keys[0]), draw(keys[1])])
-        dtype = _float_dtype(state.params)
-        weights = batch_weights(values.batch_size, values.max_batch_size, dtype)
-        # one backward pass: Σ_b w_b ∇l_b over both batches, + ∇R once (the weights sum to 1)
-        weights = jnp.concatenate([jnp.asarray(first, dtype) * weights, jnp.asarray(second, dtype) * weights])
-        grad = problem.minibatch_grad(state.params, indices, weights)
-        increment = jax.tree_util.tree_map(lambda g: -(values.learning_rate / ell) * g, grad)
-        return apply_update(state, increment, values)
+    def make_step(guard: bool):
+        def step(key: jax.Array, state: StepperState, problem: Problem, hyper: Hyper) -> StepperState:
+            values = hyper.at(sgd_step_of(state.step, dt))
+            keys = jax.random.split(key)
+            draw = lambda k: sampler.draw(k, (), problem.num_examples, values.batch_size, values.max_batch_size)[0]
+            indices = jnp.concatenate([draw(keys[0]), draw(keys[1])])
+            dtype = _float_dtype(state.params)
+            weights = batch_weights(values.batch_size, values.max_batch_size, dtype)
+            # one backward pass: Σ_b w_b ∇l_b over both batches, + ∇R once (the weights sum to 1)
+            weights = jnp.concatenate([jnp.asarray(first, dtype) * weights, jnp.asarray(second, dtype) * weights])
+            grad = problem.minibatch_grad(state.params, indices, weights)
+            increment = jax.tree_util.tree_map(lambda g: -(values.learning_rate / ell) * g, grad)
+            return apply_update(state, increment, values, guard=guard)
 
-    return Stepper(base.init, step, name, dt)
+        return step
+
+    return guarded_pair(base.init, make_step, name, dt)

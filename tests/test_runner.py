@@ -178,3 +178,104 @@ def test_divergence_is_reported_not_averaged(quadratic64):
                         int(first[0]), replicas=4)
     assert not before.any_diverged
     assert before.divergence_step[0] == -1
+
+
+# ------------------------------------------------- divergence guards at the ends of chunks
+def _spy_programs(monkeypatch) -> list:
+    """Record which compiled programs a run executes: ("run", guard) for the one-program
+    run (sd.simulate's core), ("chunk", guard) for each chunk of a run in pieces."""
+    calls = []
+    core, compile_ = sd.simulation._core, sd.runner._compile
+
+    def spy_core(stepper, observers, num_steps, replicas, guard=True):
+        program = core(stepper, observers, num_steps, replicas, guard)
+        return lambda *args: calls.append(("run", guard)) or program(*args)
+
+    def spy_compile(*args):
+        start, advance, finish, unguarded = compile_(*args)
+        guarded = lambda *a: calls.append(("chunk", True)) or advance(*a)
+        spied = None if unguarded is None else (lambda *a: calls.append(("chunk", False)) or unguarded(*a))
+        return start, guarded, finish, spied
+
+    monkeypatch.setattr(sd.simulation, "_core", spy_core)
+    monkeypatch.setattr(sd.runner, "_compile", spy_compile)
+    return calls
+
+
+def _guarded_per_step(monkeypatch):
+    """Make runs guard every step (the stepper's ``step`` only), as before chunk checks."""
+    for module in (sd.simulation, sd.runner):
+        monkeypatch.setattr(module, "guarded_at_chunk_ends", lambda stepper: False)
+
+
+STEPPERS_WITH_UNGUARDED = {
+    "sgd": lambda: sd.sgd("subset"),
+    "euler_maruyama": lambda: sd.euler_maruyama(sd.noise.isotropic(0.5), 0.5),
+    "underdamped": lambda: sd.underdamped(sd.noise.isotropic(0.5), 1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEPPERS_WITH_UNGUARDED))
+def test_unguarded_steps_with_chunk_checks_give_the_guarded_numbers(quadratic64, monkeypatch, name):
+    """sd.run steps without per-step divergence guards and checks that every parameter is
+    finite at the end of each chunk; a chunk in which a replica diverged is computed again
+    from its start with the guarded step (and every chunk after it). Against runs guarded
+    at every step: the same flags and first non-finite steps, the same numbers."""
+    stepper = STEPPERS_WITH_UNGUARDED[name]()
+    assert stepper.unguarded_step is not None
+    # η = 0.05 is stable; η = 1000 multiplies θ by |1 − ηλ| ≈ 3000 a step (λ_max ≈ 3.06):
+    # it overflows float64 near step 90 whatever the rounding of earlier steps (a relative
+    # change of 1e-13 in θ cannot move the overflow by a step when θ grows 3000× a step)
+    hyper = sd.Hyper(np.array([0.05, 1000.0]), 8)
+    observers = lambda: [sd.observers.endpoint(), sd.observers.moments(burn_in=10), sd.observers.snapshots(20)]
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("ignore", sd.DivergenceWarning)
+        args = (jax.random.key(2), stepper, quadratic64, hyper, jnp.ones(3), 140)
+        calls = _spy_programs(monkeypatch)
+        plain = sd.run(*args, replicas=4, observers=observers())
+        assert calls == [("run", False), ("run", True)]  # unguarded, then again guarded
+        calls.clear()
+        chunked = sd.run(*args, replicas=4, observers=observers(), chunk_size=20)
+        first = int(plain.divergence_step[1].min())
+        assert 40 <= first < 140
+        clean = first // 20  # chunks before the one in which the first replica diverged
+        assert calls == [("chunk", False)] * (clean + 1) + [("chunk", True)] * (7 - clean)
+        calls.clear()
+        stable = sd.run(*(args[:3] + (sd.Hyper(0.05, 8),) + args[4:]), replicas=4, observers=observers(),
+                        chunk_size=35)
+        assert calls == [("chunk", False)] * 4  # nothing diverged: never guarded
+        _guarded_per_step(monkeypatch)
+        reference = sd.run(*args, replicas=4, observers=observers(), chunk_size=20)
+        reference_stable = sd.run(*(args[:3] + (sd.Hyper(0.05, 8),) + args[4:]), replicas=4,
+                                  observers=observers(), chunk_size=35)
+    assert plain.diverged[1].all() and not plain.diverged[0].any()
+    for result in (plain, chunked):
+        np.testing.assert_array_equal(result.diverged, reference.diverged)
+        np.testing.assert_array_equal(result.divergence_step, reference.divergence_step)
+    # different programs (the guard adds selects after the same update; chunks): they
+    # round alike in practice, but only agreement to rounding is asserted. Stable: the
+    # SGD bound of _sgd_rounding_atol with the noise term η√(dt/S)·σ·8 (|ξ| < 8σ) added;
+    # diverged replicas are frozen at values near the float64 limit: relative rounding,
+    # ≤ (batch + d + 8)·eps a step over 140 steps
+    atol = _sgd_rounding_atol(quadratic64, 0.05, [np.ones(3), reference["endpoint"][0]], 140, 8) * 2 + 1e-14
+    for result in (plain, chunked):
+        for key in ("endpoint", "snapshots"):
+            got, want = result[key], reference[key]
+            values = (lambda r: r["values"]) if key == "snapshots" else (lambda r: r)
+            np.testing.assert_allclose(values(got)[0], values(want)[0], rtol=0, atol=atol)
+            np.testing.assert_allclose(values(got)[1], values(want)[1], rtol=140 * 19 * 2.3e-16, atol=atol)
+        np.testing.assert_allclose(result["moments"]["cov"], reference["moments"]["cov"], rtol=0, atol=atol * 10)
+    np.testing.assert_allclose(stable["endpoint"], reference_stable["endpoint"], rtol=0, atol=atol)
+    np.testing.assert_allclose(stable["moments"]["mean"], reference_stable["moments"]["mean"], rtol=0, atol=atol)
+
+
+def test_steppers_without_an_unguarded_step_are_guarded_every_step(quadratic64, monkeypatch):
+    """A user stepper built without ``unguarded_step`` runs guarded at every step."""
+    base = sd.sgd("iid")
+    user = sd.Stepper(base.init, base.step, "user sgd")
+    assert user.unguarded_step is None
+    with jax.enable_x64(True):
+        calls = _spy_programs(monkeypatch)
+        sd.run(jax.random.key(0), user, quadratic64, sd.Hyper(0.1, 8), jnp.ones(3), 30, replicas=2)
+        sd.run(jax.random.key(0), user, quadratic64, sd.Hyper(0.1, 8), jnp.ones(3), 30, replicas=2, chunk_size=10)
+    assert calls == [("run", True)] + [("chunk", True)] * 3

@@ -38,13 +38,17 @@ FOUR_DEVICES = textwrap.dedent(
     layouts = []
     compile_ = runner._compile
     def spy(*args):
-        start, advance, finish = compile_(*args)
-        def recorded(*a):
-            out = advance(*a)
-            leaf = jax.tree_util.tree_leaves(out[0])[0]
-            layouts.append((len(leaf.sharding.device_set), leaf.shape, leaf.addressable_shards[0].data.shape))
-            return out
-        return start, recorded, finish
+        start, advance, finish, unguarded = compile_(*args)
+        def recorded(program, states_of):
+            def call(*a):
+                out = program(*a)
+                leaf = jax.tree_util.tree_leaves(states_of(out))[0]
+                layouts.append((len(leaf.sharding.device_set), leaf.shape, leaf.addressable_shards[0].data.shape))
+                return out
+            return call
+        # the unguarded advance returns ((states, observed), finite); a chunk it finds
+        # diverged is replayed by the guarded one (both recorded)
+        return start, recorded(advance, lambda out: out[0]), finish, recorded(unguarded, lambda out: out[0][0])
     runner._compile = spy
 
     problem = sd.problems.quadratic(np.diag([1.0, 2.0, 3.0]), np.eye(3), 24, key=jax.random.key(0))
