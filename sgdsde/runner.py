@@ -52,6 +52,7 @@ from .simulation import (
     _simulate,
     check_arguments,
     guarded_at_chunk_ends,
+    host_flag,
     initial_params,
     initial_states,
     programs,
@@ -378,7 +379,7 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
                 # (non-finite stays non-finite under θ' = θ + v', so none diverged inside);
                 # else the chunk again from its start with the guarded step, and from then on
                 (new_states, new_observed), finite = advance_unguarded(states, observed, *args)
-                unguarded = bool(finite)
+                unguarded = host_flag(finite)
             if unguarded:
                 states, observed = new_states, new_observed
             else:

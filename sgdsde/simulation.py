@@ -226,7 +226,7 @@ def _simulate(key, stepper, problem, hyper, init_params, num_steps, replicas, al
     results = None
     if concrete and guarded_at_chunk_ends(stepper):
         results, end, finite = _core(stepper, all_observers, num_steps, replicas, False)(states, flat_hyper, problem, keys)
-        results = results if bool(finite) else None
+        results = results if host_flag(finite) else None
     if results is None:
         results, end = _core(stepper, all_observers, num_steps, replicas)(states, flat_hyper, problem, keys)
     states = end
@@ -256,10 +256,16 @@ def _core(stepper: Stepper, all_observers: tuple, num_steps: int, replicas: int,
 
 def guarded_at_chunk_ends(stepper: Stepper) -> bool:
     """Whether a concrete run (:func:`sgdsde.run`, :func:`simulate` outside a trace)
-    guards divergence per chunk instead of per step — the stepper's ``unguarded_step``,
-    then one check that every parameter is finite, else the chunk again with ``step`` —
-    : where the stepper has an unguarded step and there is one process (the check reads
-    one flag on the host). Per-step guards cost several small kernels a step (about a
-    third of an Euler–Maruyama step, docs/benchmarks.md)."""
-    return stepper.unguarded_step is not None and jax.process_count() == 1
+    guards divergence per chunk instead of per step (the stepper's ``unguarded_step``,
+    then one check that every parameter is finite, else the chunk again with ``step``):
+    wherever the stepper has an unguarded step. Per-step guards cost several small
+    kernels a step (about a third of an Euler–Maruyama step, docs/benchmarks.md)."""
+    return stepper.unguarded_step is not None
+
+
+def host_flag(flag: jax.Array) -> bool:
+    """A scalar flag computed by a compiled program, read on the host. Under
+    ``jax.distributed`` a global reduction is replicated on every device, so each process
+    reads its own copy and all processes take the same branch."""
+    return bool(np.asarray(flag.addressable_data(0)))
 
