@@ -202,7 +202,10 @@ def simulate(
     ``replicas``, the stepper and the observers are static. A traced batch size needs
     ``Hyper(..., max_batch_size=S_max)``. Values are checked when they are concrete;
     observers' host-side checks (e.g. basin labels out of range) run only in ``sd.run``.
-    Returns a :class:`Simulation` (times in calls of the stepper).
+    Returns a :class:`Simulation` (times in calls of the stepper). Called with concrete
+    values, the run steps without per-step divergence guards, checks once at the end that
+    every parameter is finite, and only then, if a replica diverged, runs again guarded
+    (the same numbers; docs/concepts.md); under a trace every step is guarded.
     """
     hyper, num_steps, replicas, observers = check_arguments(stepper, problem, hyper, num_steps, replicas, observers)
     return _simulate(typed_key(key), stepper, problem, hyper, init_params, num_steps, replicas,
