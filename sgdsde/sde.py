@@ -5,7 +5,7 @@ SGD step. A stepper with step size ``dt`` advances t by dt per call, so the stat
 ``step`` counts *SDE steps* k and the SGD time is t = k·dt. With ``sgdsde.run``,
 ``num_steps`` and the times of observers (and ``burn_in``/``every``) are in SDE steps:
 multiply by dt for SGD steps (by η·dt for SME time); the stepper carries its dt in
-``Stepper.dt`` where that field exists. Hyperparameter schedules are
+``Stepper.dt``. Hyperparameter schedules are
 evaluated at the SGD step containing the middle of the SDE step, ⌊(k + ½)·dt⌋ (for
 dt = 1/m exactly k // m), so they see the same integer steps as SGD.
 
@@ -150,11 +150,6 @@ def _reused(factory: str, arguments: tuple, make) -> Stepper:
     return _REUSED[key]
 
 
-def _stepper(init, make_step, name: str, dt: float) -> Stepper:
-    """A Stepper from ``make_step(guard)`` (guarded ``step`` and ``unguarded_step``)."""
-    return guarded_pair(init, make_step, name, dt)
-
-
 def _init(noise: NoiseModel):
     def init(params: PyTree, problem: Problem | None = None) -> StepperState:
         noise.check(params, problem)  # shapes only: works on tracers, raises before compiling
@@ -181,7 +176,7 @@ def euler_maruyama(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 def _euler_maruyama(noise: NoiseModel, dt: float) -> Stepper:
     drift = lambda problem, params, lr: problem.grad(params)
     make_step = lambda guard: overdamped_em_step(noise, dt, drift, guard)
-    return _stepper(_init(noise), make_step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
+    return guarded_pair(_init(noise), make_step, f"euler_maruyama({noise!r}, dt={dt:g})", dt)
 
 
 def overdamped_em_step(noise: NoiseModel, dt: float, drift, guard: bool = True):
@@ -244,7 +239,7 @@ def _underdamped(noise: NoiseModel, dt: float) -> Stepper:
 
         return step
 
-    return _stepper(_init(noise), make_step, f"underdamped({noise!r}, dt={dt:g})", dt)
+    return guarded_pair(_init(noise), make_step, f"underdamped({noise!r}, dt={dt:g})", dt)
 
 
 # -------------------------------------------------------------------------- diffrax
@@ -319,7 +314,7 @@ def _diffrax_stepper(solver, noise: NoiseModel, dt: float, levy_area) -> Stepper
 
         return step
 
-    return _stepper(_init(noise), make_step, f"diffrax_stepper({type(solver).__name__}, {noise!r}, dt={dt:g})", dt)
+    return guarded_pair(_init(noise), make_step, f"diffrax_stepper({type(solver).__name__}, {noise!r}, dt={dt:g})", dt)
 
 
 def _levy_area_type(solver):

@@ -31,8 +31,8 @@ import jax
 
 from .noise import NoiseModel
 from .problem import Problem
-from .sde import _check_dt, _check_noise, _init, _reused, _stepper, overdamped_em_step
-from .steppers import Stepper
+from .sde import _check_dt, _check_noise, _init, _reused, overdamped_em_step
+from .steppers import Stepper, guarded_pair
 
 PyTree = Any
 
@@ -64,4 +64,4 @@ def sme2(noise: NoiseModel, dt: float = 1.0) -> Stepper:
 
 def _sme2(noise: NoiseModel, dt: float) -> Stepper:
     make_step = lambda guard: overdamped_em_step(noise, dt, sme2_drift, guard)
-    return _stepper(_init(noise), make_step, f"sme2({noise!r}, dt={dt:g})", dt)
+    return guarded_pair(_init(noise), make_step, f"sme2({noise!r}, dt={dt:g})", dt)

@@ -90,14 +90,14 @@ def apply_update(
         lambda v, d: (beta * v + d).astype(v.dtype), state.velocity, increment
     )
     params = jax.tree_util.tree_map(lambda p, v: p + v, state.params, velocity)
-    if not guard:
-        return StepperState(params, velocity, state.step + 1, state.diverged,
-                            state.extra if extra is None else extra)
-    diverged = state.diverged | ~all_finite(params)
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(diverged, b, a), new, old)
+    diverged = state.diverged
+    if guard:
+        diverged = diverged | ~all_finite(params)
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(diverged, b, a), new, old)
+        params, velocity = keep(params, state.params), keep(velocity, state.velocity)
     return StepperState(
-        params=keep(params, state.params),
-        velocity=keep(velocity, state.velocity),
+        params=params,
+        velocity=velocity,
         step=state.step + 1,
         diverged=diverged,
         extra=state.extra if extra is None else extra,

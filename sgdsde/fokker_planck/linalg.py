@@ -330,9 +330,9 @@ def host_implicit_solver(gen: Generator, c: float):
     """``solve(y, x0) -> (x, ω)`` for (I + cK) x = y on the host, for concrete rates and
     flat (C-order) float64 vectors: the cached SuperLU factor of 1/c + K
     (:func:`.sparse.host_factor`), the same mass projection and backward error as
-    :func:`implicit_solve` in NumPy. Used by ``evolve``
-    when nothing is traced: the whole time loop then runs on the host with no per-solve
-    crossing between XLA and Python (≈ 0.15–0.6 ms a solve on small grids)."""
+    :func:`implicit_solve` in NumPy. Used by ``evolve`` when nothing is traced: the whole
+    time loop then runs on the host with no per-solve crossing between XLA and Python
+    (≈ 0.15–0.6 ms a solve on small grids)."""
     factor = host_factor(gen, 1.0 / c)
     gmat = factor.generator
     exit_rates = -gmat.diagonal()

@@ -11,9 +11,10 @@ in any symmetric order meets positive pivots and keeps column diagonal dominance
 factor ≤ 2: as stable as partial pivoting, with the fill-in of the ordering). The factor
 is cached per (rates, σ, pinned cell), the rate arrays compared exactly, so an ``evolve``
 loop that calls the solve at every step (each call passes the same rates) factorises once
-per (generator, Δt) and then only runs the triangular solves. Solves enter JAX through ``jax.pure_callback`` inside
-``jax.lax.custom_linear_solve``, whose transpose solve uses the same factor
-(``trans="T"``): differentiable by implicit differentiation, like the Krylov path.
+per (generator, Δt) and then only runs the triangular solves. Solves enter JAX through
+``jax.pure_callback`` inside ``jax.lax.custom_linear_solve``, whose transpose solve uses
+the same factor (``trans="T"``): differentiable by implicit differentiation, like the
+Krylov path.
 
 The singular stationary problem K m = 0 is made regular by pinning one cell r:
 A_r = K with row and column r replaced by those of the identity. Then K(x + e_r) = 0 with
