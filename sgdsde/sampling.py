@@ -75,7 +75,7 @@ def _materialized(make: Callable[[], Array], batch_size) -> Array:
 
 # Deduplication methods, chosen by the static sizes (crossovers measured on CPU, R = 10⁴):
 _PAIRWISE_MAX = 32  # L ≤ this: O(L²) fused compares and reductions (XLA's codegen falls off a cliff beyond)
-_TABLE_RATIO = 6  # else first occurrences by a direct-address table of N slots when N ≤ this·L,
+_TABLE_RATIO = 12  # else first occurrences by a direct-address table of N slots when N ≤ this·L,
 _LAGS_MAX = 64  # else by L − 1 shifted compares up to this L (compile time grows with L), else by sorting
 
 
@@ -115,11 +115,28 @@ def _first_occurrences(values: Int[Array, " L"], empty: int) -> Array:
     return jnp.zeros((length,), bool).at[position].set(new & (sorted_values < empty), unique_indices=True)
 
 
+def _prefix_count(flags: Array, block: int = 32) -> Int[Array, " L"]:
+    """Inclusive prefix sum of 0/1 ``flags``: within blocks of ``block`` entries by a product
+    with a triangular matrix of ones, then the block totals by another (float32 at the
+    highest precision: every product is 0 or 1 and every sum ≤ L < 2²⁴, so the result is
+    exact). ``jnp.cumsum`` lowers on CPU to a reduce-window of the whole length (O(L²));
+    this is O(L·block) as one batched matrix product, 3–5x faster at L = 36–600 under
+    ``vmap`` over 10⁴ replicas (measured on CPU)."""
+    length = flags.shape[0]
+    padded = -(-length // block) * block
+    x = jnp.pad(flags.astype(jnp.float32), (0, padded - length)).reshape(padded // block, block)
+    highest = jax.lax.Precision.HIGHEST
+    within = jnp.matmul(x, jnp.asarray(np.triu(np.ones((block, block), np.float32))), precision=highest)
+    earlier_blocks = jnp.asarray(np.tril(np.ones((padded // block,) * 2, np.float32), -1))
+    offset = jnp.matmul(earlier_blocks, within[:, -1], precision=highest)
+    return (within + offset[:, None]).reshape(padded)[:length].astype(jnp.int32)
+
+
 def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Array, " count"]:
     """The first ``count`` distinct values of ``values`` in order of first occurrence (entries
     equal to ``empty`` are skipped), padded with ``empty``. O(L²) fused compares for
     L ≤ _PAIRWISE_MAX, else :func:`_first_occurrences` then a prefix sum (the rank of each
-    first occurrence) and one scatter."""
+    first occurrence, :func:`_prefix_count`) and one scatter."""
     length = values.shape[0]
     t = jnp.arange(length, dtype=jnp.int32)
     if length <= _PAIRWISE_MAX:
@@ -130,7 +147,7 @@ def _first_distinct(values: Int[Array, " L"], empty: int, count: int) -> Int[Arr
         picked = jnp.sum(jnp.where(hit, values[None, :], 0), axis=1, dtype=jnp.int32)  # int32 under x64 too
         return jnp.where(jnp.any(hit, axis=1), picked, empty).astype(jnp.int32)
     first = _first_occurrences(values, empty)
-    rank = jnp.cumsum(first, dtype=jnp.int32) - 1
+    rank = _prefix_count(first) - 1
     slot = jnp.where(first & (rank < count), rank, count)
     return jnp.full((count,), empty, jnp.int32).at[slot].set(values.astype(jnp.int32), mode="drop")
 

@@ -307,6 +307,18 @@ def test_first_distinct_of_every_stream_is_exactly_uniform(monkeypatch, path):
         assert len(counts) == math.perm(n, m) and np.all(counts == counts[0]), (m, counts)
 
 
+@pytest.mark.parametrize("length", [1, 31, 32, 33, 96, 137, 600])
+def test_prefix_count_equals_cumsum(length):
+    """The rank of first occurrences, by blocked triangular products, is the exact integer
+    prefix sum (0/1 terms, sums < 2²⁴ in float32): equal to np.cumsum for lengths around and
+    across the block size, under vmap, all-ones (the largest sums) included."""
+    rng = np.random.default_rng(length)
+    flags = rng.random((50, length)) < 0.7
+    flags[0] = True
+    out = np.asarray(jax.jit(jax.vmap(sampling._prefix_count))(jnp.asarray(flags)))
+    np.testing.assert_array_equal(out, np.cumsum(flags, axis=1))
+
+
 def test_first_distinct_two_key_sort():
     """Values too large to pack value·L + position into int32 take the two-key sort (same
     results): N = 2²⁸, L = 80, streams with many repeats and padding."""
