@@ -38,7 +38,9 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
     v ~ N(0, I), with Hv exact (1) or by forward (2) or central (3) differences of
     gradients, the parameters moving a distance ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε). Probes run
     ``batch_size`` at a time under ``jax.vmap`` (one at a time for None)."""
-    matvec, flat, unravel = _flat_operator(fun, params)
+    flat, unravel = ravel_pytree(params)
+    # the linearised gradient only where it is used (mode 1): tracing it costs time otherwise
+    matvec = _flat_operator(fun, params)[0] if mode == _PROBES["exact"] else None
     flat_fun = lambda x: fun(unravel(x))
     flat_grad = lambda x: ravel_pytree(jax.grad(fun)(unravel(x)))[0]
     g0 = flat_grad(flat) if mode == _PROBES["forward"] else None  # once, outside the probe loop
