@@ -175,15 +175,23 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
 
 
 class EpochState(NamedTuple):
-    order: Array  # int32[N]: the epoch's order, fixed up to ``position``
+    order: Array  # uint16[N] for N ≤ 2¹⁶, else int32[N]: the epoch's order, fixed up to ``position``
     position: Array  # int32: index of the next unused example of the epoch
 
 
 _NEW_EPOCH = 2**30  # position sentinel: forces a new epoch at the first step
 
 
+def _order_dtype(num_examples: int):
+    """uint16 while every example index fits (N ≤ 2¹⁶), else int32. The order is R × N
+    per ensemble (1 GB instead of 2 GB at N = 50,000, R = 10⁴) and every swap is a
+    random access into it: the smaller type measured 13–35% faster on CPU."""
+    return jnp.uint16 if num_examples <= 2**16 else jnp.int32
+
+
 def _epoch_init(num_examples: int) -> EpochState:
-    return EpochState(jnp.arange(num_examples, dtype=jnp.int32), jnp.asarray(_NEW_EPOCH, jnp.int32))
+    order = jnp.arange(num_examples, dtype=_order_dtype(num_examples))
+    return EpochState(order, jnp.asarray(_NEW_EPOCH, jnp.int32))
 
 
 def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
@@ -208,7 +216,7 @@ def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
         return order.at[target].set(jnp.stack([order[b], order[a]]), mode="drop")
 
     order = jax.lax.fori_loop(0, max_size, swap, state.order)
-    indices = order[jnp.minimum(slots, num_examples - 1)]
+    indices = order[jnp.minimum(slots, num_examples - 1)].astype(jnp.int32)
     return indices, EpochState(order, (position + batch_size).astype(jnp.int32))
 
 

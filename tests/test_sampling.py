@@ -159,6 +159,47 @@ def test_epoch_covers_distinct_examples(draws):
     assert np.all(np.abs(rate - 2 / N) < 5 * math.sqrt(0.04 * 0.96 / R))
 
 
+def test_epoch_order_dtype_does_not_change_the_draws(monkeypatch):
+    """The stored order is uint16 while N ≤ 2¹⁶ (half the memory of int32) and int32 above;
+    the type only stores example numbers, so forcing int32 at N = 50 gives the same index
+    sequences bit for bit, and the indices are int32 either way."""
+    sampler = make_sampler("epoch")
+    assert sampler.init(2**16).order.dtype == jnp.uint16
+    assert sampler.init(2**16 + 1).order.dtype == jnp.int32
+    keys = jax.random.split(jax.random.key(4), 50)
+
+    def sequences():
+        def one(key):
+            def body(state, k):
+                indices, state = sampler.draw(jax.random.fold_in(key, k), state, N, jnp.int32(8), 8)
+                return state, indices
+            return jax.lax.scan(body, sampler.init(N), jnp.arange(14))[1]
+        return jax.jit(jax.vmap(one))(keys)
+
+    small = sequences()
+    monkeypatch.setattr(sampling, "_order_dtype", lambda num_examples: jnp.int32)
+    wide = sequences()
+    assert small.dtype == wide.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(small), np.asarray(wide))
+
+
+def test_epoch_above_uint16_range_is_a_permutation():
+    """N = 2¹⁶ + 4 (int32 order, example numbers beyond uint16): one epoch of S = N/4
+    batches covers every example exactly once."""
+    n = 2**16 + 4
+    sampler = make_sampler("epoch")
+
+    @jax.jit
+    def epoch(key):
+        def body(state, k):
+            indices, state = sampler.draw(jax.random.fold_in(key, k), state, n, jnp.int32(n // 4), n // 4)
+            return state, indices
+        return jax.lax.scan(body, sampler.init(n), jnp.arange(4))[1]
+
+    seen = np.sort(np.asarray(epoch(jax.random.key(2))).ravel())
+    np.testing.assert_array_equal(seen, np.arange(n))
+
+
 def test_epoch_with_varying_batch_size():
     """A cyclic batch size (8, 16, 8, 16, …) with N = 50: a new epoch starts exactly when the
     next batch does not fit in what is left (position + S > N), and no example repeats
