@@ -307,7 +307,7 @@ def _project_mass(x, x0, xp):
     """x with the total mass of x0: the correction x − x0 has zero mass in exact
     arithmetic, so its mean (the solver's rounding) is removed. NumPy (the host path,
     where x is the solver's own fresh array): the same arithmetic in place, so the same
-    bits with no temporaries (≈ 5% of a 64² host evolve)."""
+    bits with no temporaries."""
     if xp is np:
         x -= x0
         x -= x.mean()
