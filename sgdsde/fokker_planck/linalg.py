@@ -248,6 +248,7 @@ def _douglas_cycle(gen: Generator, sigma, tau_max, num_shifts: int = 6):
     return apply
 
 
+_STEP_SHIFTS = 3  # pseudo-time steps of the ADI cycle preconditioning an implicit step
 _STATIONARY_SPAN = 1e-6  # stationary solves: pseudo-time steps up to 1/(1e-6 λ_max)
 
 
@@ -337,7 +338,11 @@ def implicit_solve(gen: Generator, c, y, x0, *, tol: float = 1e-11, solver: str 
         def matvec(x):
             return x - c * gen.apply(x)
 
-        cycle = _douglas_cycle(gen, 1.0 / c, c)  # ≈ (1/c + K)⁻¹ = c (I + cK)⁻¹
+        # ≈ (1/c + K)⁻¹ = c (I + cK)⁻¹ with 3 pseudo-time steps: fewer than the stationary
+        # solve's 6 (whose span is 10⁶), since an implicit step's span c·λ_max is short;
+        # measured fastest (1–4 more GMRES iterations, each half the cost) for 2-D 64²–256²
+        # and 3-D 32³–48³ at dt = 0.05–5: 1.2–1.6× faster a solve; at dt = 50 in 3-D 13% slower
+        cycle = _douglas_cycle(gen, 1.0 / c, c, num_shifts=_STEP_SHIFTS)
         x, _ = gmres(matvec, y, x0, _zero_mass(lambda r: cycle(r) / c), tol=tol)
     x = _project_mass(x, x0, jnp)
     return x, backward_error(gen, x, y / c, 1.0 / c)
