@@ -56,7 +56,8 @@ def fokker_planck_rows(results: dict) -> list:
         best = r["fastest_sgdsde"]
         first = r["scipy splu once"]["first_call_s"] / r[best]["first_call_s"]
         cells = "×".join(str(n) for n in r["cells"])
-        rows.append(_row(f"Fokker–Planck {r['dims']}-D evolve, {cells} cells, {r['steps']} TR-BDF2 steps",
+        solver = "" if best == "sgdsde auto" else f", `solver=\"{best.removeprefix('sgdsde ')}\"`"
+        rows.append(_row(f"Fokker–Planck {r['dims']}-D evolve, {cells} cells, {r['steps']} TR-BDF2 steps{solver}",
                          "SciPy TR-BDF2, `splu` factored once", r["scipy_over_sgdsde"], first, "≥ 1", results))
     return rows
 

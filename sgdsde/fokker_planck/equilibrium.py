@@ -86,7 +86,8 @@ def stationary(gen: Generator, *, tol: float = 1e-12, solver: str = "auto") -> F
     - ``"krylov"``: ADI-preconditioned GMRES among zero-mass corrections of the uniform
       state, in refinement passes;
     - ``"auto"`` (default): direct when the estimated factor has ≤ 3·10⁷ entries (2-D up to
-      ≈ 560², 3-D up to 32³ cells), else Krylov.
+      ≈ 560², 3-D up to 32³ cells), else Krylov (``evolve`` also factorises larger grids
+      when its steps repay the factorisation; a stationary state is one solve).
 
     Converged means a backward error ω = ‖G m‖/‖|G||m|‖ ≤ ``tol`` (:func:`residual`; the
     rounding floor is ≈ 1e-16). Raises :class:`ConvergenceError` otherwise (inside a user's

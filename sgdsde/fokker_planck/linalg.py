@@ -354,14 +354,19 @@ def host_implicit_solver(gen: Generator, c: float):
     (:func:`.sparse.host_factor`), the same mass projection and backward error as
     :func:`implicit_solve` in NumPy. Used by ``evolve`` when nothing is traced: the whole
     time loop then runs on the host with no per-solve crossing between XLA and Python
-    (≈ 0.15–0.6 ms a solve on small grids)."""
+    (≈ 0.15–0.6 ms a solve on small grids). ``check=False`` skips the backward error
+    (returned as 0.0): it costs 2–3 sparse and vector passes, as much again as the
+    back-solve on a 64² grid, and depends on the factor rather than on y (see
+    :func:`.stepping._evolve_host`, which checks the first and the last solve)."""
     factor = host_factor(gen, 1.0 / c)
     gmat = factor.generator
     weight = 1.0 / c + 2.0 * -gmat.diagonal()  # σ + 2e, e the exit rates
 
-    def solve(y, x0):
+    def solve(y, x0, check: bool = True):
         rhs = y / c
         x = _project_mass(factor.lu.solve(rhs), x0, np)
+        if not check:
+            return x, 0.0
         g_x = gmat @ x
         # masses are mostly ≥ 0, and then G|x| = Gx: one sparse product instead of two
         # (SciPy's product with a two-column block is ~5× slower than one with a vector)

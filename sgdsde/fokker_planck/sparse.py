@@ -9,8 +9,9 @@ pinned K are non-singular M-matrices (non-positive off-diagonals, column sums �
 leading principal submatrices are non-singular M-matrices again, so Gaussian elimination
 in any symmetric order meets positive pivots and keeps column diagonal dominance (growth
 factor ≤ 2: as stable as partial pivoting, with the fill-in of the ordering). The factor
-is cached per (rates, σ, pinned cell), the rate arrays compared exactly, so an ``evolve``
-loop that calls the solve at every step (each call passes the same rates) factorises once
+is cached per (rates, σ, pinned cell) (at most 4 factors, and no more entries than
+:func:`direct_memory_entries` beyond the newest), the rate arrays compared exactly, so an
+``evolve`` loop that calls the solve at every step (each call passes the same rates) factorises once
 per (generator, Δt) and then only runs the triangular solves. Solves enter JAX through
 ``jax.pure_callback`` inside ``jax.lax.custom_linear_solve``, whose transpose solve uses
 the same factor (``trans="T"``): differentiable by implicit differentiation, like the
@@ -25,6 +26,7 @@ x_r = 0 given by A_r x = v off r (row r follows from the zero column sums of K).
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
@@ -37,9 +39,12 @@ import scipy.sparse.linalg as sparse_linalg
 
 from .operator import Generator
 
-__all__ = ["generator_matrix", "direct_solve", "estimated_factor_entries", "pinned_mask", "host_factor"]
+__all__ = [
+    "generator_matrix", "direct_solve", "estimated_factor_entries", "direct_memory_entries", "pinned_mask", "host_factor",
+]
 
 _CACHE_SIZE = 4
+BYTES_PER_FACTOR_ENTRY = 12  # a float64 value and an int32 index
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
@@ -84,6 +89,18 @@ def estimated_factor_entries(shape: tuple) -> float:
     return 27.0 * size ** (4.0 / 3.0)
 
 
+def direct_memory_entries() -> float:
+    """The most LU factor entries ``solver="auto"`` chooses to make and the factor cache
+    keeps (the newest factor is always kept): an eighth of this machine's physical memory
+    at 12 bytes an entry (2.7·10⁸ entries on 24 GiB; 8 GiB assumed where the size cannot
+    be read)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        physical = 8 * 2**30
+    return physical / 8 / BYTES_PER_FACTOR_ENTRY
+
+
 def _system_matrix(gmat: sparse.csr_matrix, shift: float, pin: int) -> sparse.csc_matrix:
     """σI + K (K = −G), with row and column ``pin`` replaced by the identity's when pin ≥ 0."""
     size = gmat.shape[0]
@@ -124,12 +141,19 @@ def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
     lu = sparse_linalg.splu(_system_matrix(gmat, shift, pin), permc_spec="MMD_AT_PLUS_A",
                             diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     factor = HostFactor(lu, gmat)
+    budget = direct_memory_entries()
     with _lock:
         _cache[key] = (rates, factor)
         _cache.move_to_end(key)
-        while len(_cache) > _CACHE_SIZE:
+        while len(_cache) > 1 and (len(_cache) > _CACHE_SIZE or _cached_entries() > budget):
             _cache.popitem(last=False)
     return factor
+
+
+def _cached_entries() -> int:
+    """Entries stored by the cached factors, SuperLU's ``nnz`` (its supernodal storage of L
+    and U, read without copying them); the caller holds the lock."""
+    return sum(factor.lu.nnz for _, factor in _cache.values())
 
 
 def _to_words(x: jax.Array) -> jax.Array:

@@ -248,3 +248,110 @@ def test_factor_cache_tells_apart_rates_with_the_same_summary(monkeypatch):
     assert len(calls) == 2
     fp_sparse._cache.clear()
     np.testing.assert_array_equal(cached, np.asarray(fp.evolve(swapped, m0, 2.0, dt=0.5, solver="direct").mass))
+
+
+def test_auto_factorises_a_large_grid_only_when_the_steps_repay_it(monkeypatch):
+    """Above DIRECT_MAX_ENTRIES, "auto" weighs one factorisation against the Krylov steps it
+    saves: at 48³ (estimated 1.4·10⁸ factor entries) the cost model's break-even is 67 TR-BDF2
+    steps, so 10 steps take Krylov and 100 take the direct path; without a step count (the
+    stationary solve) and when the factor would not fit in memory, Krylov."""
+    from sgdsde.fokker_planck import diagnostics
+
+    g = fp.grid([-2.0] * 3, [2.0] * 3, [48] * 3)
+    gen = fp.langevin_generator(g, potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=0.25)
+    assert fp_sparse.estimated_factor_entries(g.shape) > diagnostics.DIRECT_MAX_ENTRIES
+    assert 60 <= diagnostics.direct_break_even_steps(g.shape) <= 70
+    assert _check_solver(gen, "auto", 10) == "krylov"
+    assert _check_solver(gen, "auto", 100) == "direct"
+    assert _check_solver(gen, "auto") == "krylov"
+    assert _check_solver(gen, "direct", 1) == "direct" and _check_solver(gen, "krylov", 10**6) == "krylov"
+    monkeypatch.setattr(diagnostics, "direct_memory_entries", lambda: 1e8)  # a machine with ≈ 9 GiB
+    assert _check_solver(gen, "auto", 100) == "krylov"
+    # below the size threshold the step count does not matter
+    small = fp.langevin_generator(fp.grid([-2.0] * 3, [2.0] * 3, [12] * 3),
+                                  potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=0.25)
+    assert _check_solver(small, "auto", 1) == "direct"
+
+
+def test_evolve_counts_its_steps_for_the_solver_choice(monkeypatch):
+    """evolve passes its number of TR-BDF2 steps (a backward-Euler step, one solve, counts
+    half) to the choice: with the size threshold at 0 and a break-even of 8 steps, 8 TR-BDF2
+    steps factorise and 7 do not, and 16 backward-Euler steps factorise and 15 do not."""
+    from sgdsde.fokker_planck import diagnostics
+
+    monkeypatch.setattr(diagnostics, "DIRECT_MAX_ENTRIES", 0.0)
+    monkeypatch.setattr(diagnostics, "direct_break_even_steps", lambda shape: 8.0)
+    calls = []
+    real_splu = sparse_linalg.splu
+    monkeypatch.setattr(fp_sparse.sparse_linalg, "splu", lambda *args, **kw: calls.append(1) or real_splu(*args, **kw))
+    g = fp.grid([-1.5, -1.5], [1.5, 1.5], [12, 12])
+    gen = fp.langevin_generator(g, potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=1.0)
+    m0 = fp.gaussian(g, [0.3, -0.2], 0.25**2)
+    for method, steps, factorises in (("tr_bdf2", 7, False), ("tr_bdf2", 8, True),
+                                      ("backward_euler", 15, False), ("backward_euler", 16, True)):
+        fp_sparse._cache.clear()
+        calls.clear()
+        fp.evolve(gen, m0, steps * 0.25, dt=0.25, method=method)
+        assert bool(calls) == factorises, (method, steps)
+
+
+def test_factor_cache_keeps_within_the_memory_budget(monkeypatch):
+    """The factor cache drops its oldest factors while their entries exceed
+    direct_memory_entries(), always keeping the newest: with a budget below two factors of
+    a 12² grid only the last one stays (and is reused)."""
+    fp_sparse._cache.clear()
+    g = fp.grid([-1.5, -1.5], [1.5, 1.5], [12, 12])
+    gen = fp.langevin_generator(g, potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=0.25)
+    one = fp_sparse.host_factor(gen, 1.0).lu.nnz
+    monkeypatch.setattr(fp_sparse, "direct_memory_entries", lambda: 1.5 * one)
+    newest = fp_sparse.host_factor(gen, 2.0)
+    assert len(fp_sparse._cache) == 1
+    assert fp_sparse.host_factor(gen, 2.0) is newest
+    monkeypatch.setattr(fp_sparse, "direct_memory_entries", lambda: 0.5 * one)
+    fp_sparse.host_factor(gen, 3.0)
+    assert len(fp_sparse._cache) == 1  # over budget on its own: kept, as the newest
+    monkeypatch.setattr(fp_sparse, "direct_memory_entries", lambda: 10 * one)
+    for shift in (4.0, 5.0, 6.0, 7.0, 8.0):
+        fp_sparse.host_factor(gen, shift)
+    assert len(fp_sparse._cache) == fp_sparse._CACHE_SIZE
+    fp_sparse._cache.clear()
+
+
+def test_host_evolve_checks_the_first_and_the_last_solve(monkeypatch):
+    """The host loop of a direct evolve computes the backward error of its first and last
+    solves only (a factor's backward error does not depend on the right-hand side), and a
+    bad first solve still raises ConvergenceError."""
+    from sgdsde.fokker_planck import stepping
+
+    g = fp.grid([-1.5, -1.5], [1.5, 1.5], [12, 12])
+    gen = fp.langevin_generator(g, potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=1.0)
+    m0 = fp.gaussian(g, [0.3, -0.2], 0.25**2)
+    real = stepping.host_implicit_solver
+    flags, omegas = [], []
+
+    def recording(gen, c):
+        solve = real(gen, c)
+
+        def wrapped(y, x0, check=True):
+            flags.append(check)
+            x, omega = solve(y, x0, True)
+            omegas.append(omega)
+            return x, omega if check else 0.0
+
+        return wrapped
+
+    monkeypatch.setattr(stepping, "host_implicit_solver", recording)
+    for method, solves in (("tr_bdf2", 2 * 7), ("backward_euler", 7)):
+        flags.clear()
+        fp.evolve(gen, m0, 7 * 0.25, dt=0.25, method=method, save_every=3, solver="direct")
+        assert flags == [True] + [False] * (solves - 2) + [True], (method, flags)
+    # every solve is at the rounding floor, the unchecked ones too
+    assert max(omegas) <= 1e-15
+
+    def failing_first(gen, c):
+        solve = real(gen, c)
+        return lambda y, x0, check=True: (solve(y, x0, check)[0], 1.0 if check else 0.0)
+
+    monkeypatch.setattr(stepping, "host_implicit_solver", failing_first)
+    with pytest.raises(fp.ConvergenceError):
+        fp.evolve(gen, m0, 1.0, dt=0.25, solver="direct")
