@@ -794,8 +794,9 @@ def make_figure(results: dict, path: Path) -> Path:
     ax2.loglog(cells2, [r["evolve_20_steps"]["execute_median_s"] for r in rows2], "d-",
                label="2-D fp.evolve, 20 TR-BDF2 steps")
     for dims, style in ((2, "-"), (3, ":")):  # the SciPy LU-once anchor and sgdsde on the same transients
+        # ("sgdsde direct" only where "auto" takes Krylov: 3-D 48³ at 10 steps)
         rows_a = [r for r in results.get("anchor_transient", []) if r["dims"] == dims]
-        for label, mk in (("sgdsde auto", "o"), ("scipy splu once", "x")):
+        for label, mk in (("sgdsde auto", "o"), ("sgdsde direct", "s"), ("scipy splu once", "x")):
             pts = [(int(np.prod(r["cells"])), r[label]["execute_median_s"]) for r in rows_a if label in r]
             if pts:
                 steps = rows_a[0]["steps"]
