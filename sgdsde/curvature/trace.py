@@ -8,11 +8,13 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array
 
 from .._checks import check_int as _check_int
+from .._checks import is_traced
 
 from ._products import _flat_operator, _orthogonalize, _prepare, _signs
 from ._results import Estimate, HutchppEstimate, LogDetEstimate, SpectralDensity, TraceEstimate, _estimate
@@ -32,12 +34,11 @@ def _probe_map(fn, keys, batch_size):
 _PROBES = {"trace": 0, "exact": 1, "forward": 2, "central": 3}
 
 
-@functools.partial(jax.jit, static_argnames=("mode", "num_samples", "batch_size"))
-def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
-    """Per probe k: mode 0: zᵀHz, z Rademacher (:func:`_quadratic_form`); modes 1–3: ‖Hv‖²,
-    v ~ N(0, I), with Hv exact (1) or by forward (2) or central (3) differences of
-    gradients, the parameters moving a distance ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε). Probes run
-    ``batch_size`` at a time under ``jax.vmap`` (one at a time for None)."""
+def _probe_sampler(fun, params, epsilon, mode):
+    """``sample(key)``, one probe of :func:`_probe_core`: mode 0: zᵀHz, z Rademacher
+    (:func:`_quadratic_form`); modes 1–3: ‖Hv‖², v ~ N(0, I), with Hv exact (1) or by
+    forward (2) or central (3) differences of gradients, the parameters moving a distance
+    ε along v/‖v‖ (Hv ≈ ‖v‖ Δg/ε)."""
     flat, unravel = ravel_pytree(params)
     # the linearised gradient only where it is used (mode 1): tracing it costs time otherwise
     matvec = _flat_operator(fun, params)[0] if mode == _PROBES["exact"] else None
@@ -46,19 +47,53 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
     g0 = flat_grad(flat) if mode == _PROBES["forward"] else None  # once, outside the probe loop
 
     def sample(k):
+        if mode == _PROBES["trace"]:
+            # Rademacher z from the key's uniform bits: exactly −sign(normal(k)) (both threshold
+            # the same uniform at ½), and zᵀHz is even in z, so the values are those of the
+            # earlier sign-of-normal probes, bit for bit, without the normal's erf⁻¹ to compile
+            return _quadratic_form(flat_fun, flat, jax.random.rademacher(k, flat.shape, flat.dtype))
         v = jax.random.normal(k, flat.shape, flat.dtype)
-        z = _signs(v)  # Rademacher (used by the trace mode only; v by the others)
         size = jnp.linalg.norm(v)
         step = (epsilon / size) * v
-        if mode == _PROBES["trace"]:
-            return _quadratic_form(flat_fun, flat, z)
         if mode == _PROBES["exact"]:
             return _squared_norm(matvec(v))
         if mode == _PROBES["forward"]:
             return _squared_norm(size * (flat_grad(flat + step) - g0) / epsilon)
         return _squared_norm(size * (flat_grad(flat + step) - flat_grad(flat - step)) / (2 * epsilon))
 
+    return sample
+
+
+@functools.partial(jax.jit, static_argnames=("mode", "num_samples", "batch_size"))
+def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
+    """The probes of :func:`_probe_sampler` for ``jax.random.split(key, num_samples)``, run
+    ``batch_size`` at a time under ``jax.vmap`` (one at a time for None) in one program."""
+    sample = _probe_sampler(fun, params, epsilon, mode)
     return _estimate(_probe_map(sample, jax.random.split(key, num_samples), batch_size))
+
+
+@functools.partial(jax.jit, static_argnames=("mode", "num_samples"))
+def _probe_one(fun, params, key, index, epsilon, mode, num_samples: int):
+    """Probe ``index`` of :func:`_probe_core`'s ``num_samples`` probes (the same key split,
+    the same per-probe function), compiled alone. Splitting the key here (negligible next to
+    a probe) spares a first call a separate compile of the split (0.4 s)."""
+    return _probe_sampler(fun, params, epsilon, mode)(jax.random.split(key, num_samples)[index])
+
+
+def _probe_estimate(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
+    """:func:`_probe_core`, or, for Hutchinson's trace probed one at a time with nothing
+    traced, the same probes in a Python loop over one compiled probe: the same values bit
+    for bit in both (tested), and the loop's first call compiles one probe instead of a
+    loop over them (0.85 s instead of 1.2 s for a 94k-parameter MLP, whose 100 probes take
+    0.9 s), and forms the mean and standard error in NumPy (equal to the compiled ones to
+    rounding; a compiled reduction costs another 0.15 s the first time)."""
+    if mode != _PROBES["trace"] or batch_size is not None or is_traced((fun, params, key, epsilon)):
+        return _probe_core(fun, params, key, epsilon, mode, num_samples, batch_size)
+    samples = np.stack([np.asarray(_probe_one(fun, params, key, i, epsilon, mode, num_samples))
+                        for i in range(num_samples)])
+    mean, std = samples.mean(dtype=samples.dtype), samples.std(ddof=1, dtype=samples.dtype)
+    stderr = (std / np.sqrt(samples.dtype.type(num_samples))).astype(samples.dtype)
+    return Estimate(jnp.asarray(mean), jnp.asarray(stderr), jnp.asarray(samples))
 
 
 def _quadratic_form(flat_fun: Callable, flat: Array, z: Array) -> Array:
@@ -97,7 +132,7 @@ def hutchinson_trace(
     fun, d, key = _prepare(fun, params, key)
     num_samples = _check_int(num_samples, "num_samples", 2)
     batch_size = _check_batch_size(batch_size, num_samples)
-    return _probe_core(fun, params, key, 1.0, _PROBES["trace"], num_samples, batch_size)
+    return _probe_estimate(fun, params, key, 1.0, _PROBES["trace"], num_samples, batch_size)
 
 
 # ----------------------------------------------------------------------------- Hutch++
