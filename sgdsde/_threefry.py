@@ -9,8 +9,9 @@ step's one elementwise kernel.
 
 :func:`uniform_below` draws a counter-based stream of bounded integers (one block per draw).
 
-:func:`fold_in` and :func:`normal` return exactly what ``jax.random.fold_in`` and
-``jax.random.normal`` return (bit for bit; ``tests/test_threefry.py``) for keys of the
+:func:`fold_in`, :func:`normal`, :func:`rademacher` and :func:`split_key` return exactly
+what ``jax.random.fold_in``, ``jax.random.normal``, ``jax.random.rademacher`` and one key
+of ``jax.random.split`` return (bit for bit; ``tests/test_threefry.py``) for keys of the
 default ``threefry2x32`` implementation with ``jax_threefry_partitionable`` on (the
 default since JAX 0.5) and float32 draws; anything else falls back to ``jax.random``.
 """
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["fold_in", "normal", "uniform_below"]
+__all__ = ["fold_in", "normal", "rademacher", "split_key", "uniform_below"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -65,22 +66,47 @@ def fold_in(keys: jax.Array, data) -> jax.Array:
     return jax.random.wrap_key_data(jnp.stack([y0, y1], -1), impl="threefry2x32")
 
 
+def _single_partitionable(key) -> bool:
+    """One typed Threefry key with ``jax_threefry_partitionable`` on: the layout below."""
+    return np.shape(key) == () and _is_threefry(key) and bool(jax.config.jax_threefry_partitionable)
+
+
+def _bits32(key: jax.Array, n: int) -> jax.Array:
+    """``jax.random.bits(key, (n,), uint32)`` (partitionable layout: the counter is the flat index)."""
+    raw = jax.random.key_data(key)
+    index = np.arange(n, dtype=np.uint64)
+    b0, b1 = _threefry2x32(raw[0], raw[1], jnp.asarray((index >> 32).astype(np.uint32)),
+                           jnp.asarray((index & 0xFFFFFFFF).astype(np.uint32)))
+    return b0 ^ b1
+
+
+def split_key(key: jax.Array, num: int, index) -> jax.Array:
+    """``jax.random.split(key, num)[index]`` for one key, computing that key only: with the
+    partitionable layout, key i of a split is the Threefry block of (0, i), which is
+    ``fold_in(key, i)``."""
+    if not _single_partitionable(key):
+        return jax.random.split(key, num)[index]
+    return fold_in(key, jnp.asarray(index).astype(jnp.uint32))
+
+
+def rademacher(key: jax.Array, shape, dtype) -> jax.Array:
+    """``jax.random.rademacher(key, shape, dtype)`` for one key: +1 where the top bit of the
+    key's 32-bit stream is 0, else −1 (``bernoulli(key, ½)`` compares a float32 uniform,
+    whose mantissa is the top 23 bits, with ½). With x64 on the uniform is float64 (64-bit
+    draws): then, as for other keys, ``jax.random`` itself."""
+    shape = tuple(int(s) for s in shape)
+    if not _single_partitionable(key) or jnp.result_type(float) != jnp.float32:
+        return jax.random.rademacher(key, shape, dtype)
+    top = lax.shift_right_logical(_bits32(key, math.prod(shape)), jnp.uint32(31))
+    return jnp.where(top == 0, 1, -1).astype(dtype).reshape(shape)
+
+
 def normal(key: jax.Array, shape, dtype) -> jax.Array:
     """``jax.random.normal(key, shape, dtype)`` for one key (use under vmap for more)."""
     shape = tuple(int(s) for s in shape)
-    if (
-        jnp.dtype(dtype) != jnp.float32
-        or np.shape(key) != ()
-        or not _is_threefry(key)
-        or not jax.config.jax_threefry_partitionable
-    ):
+    if jnp.dtype(dtype) != jnp.float32 or not _single_partitionable(key):
         return jax.random.normal(key, shape, dtype)
-    n = math.prod(shape)
-    raw = jax.random.key_data(key)
-    index = np.arange(n, dtype=np.uint64)  # partitionable layout: the counter is the flat index
-    b0, b1 = _threefry2x32(raw[0], raw[1], jnp.asarray((index >> 32).astype(np.uint32)),
-                           jnp.asarray((index & 0xFFFFFFFF).astype(np.uint32)))
-    bits = b0 ^ b1
+    bits = _bits32(key, math.prod(shape))
     # jax.random.uniform(minval=nextafter(-1, 0), maxval=1), then √2·erfinv (jax.random.normal)
     f32 = np.float32
     one = jnp.uint32(np.array(1.0, f32).view(np.uint32))

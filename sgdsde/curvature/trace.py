@@ -15,6 +15,7 @@ from jaxtyping import Array
 
 from .._checks import check_int as _check_int
 from .._checks import is_traced
+from .. import _threefry
 
 from ._products import _flat_operator, _orthogonalize, _prepare, _signs
 from ._results import Estimate, HutchppEstimate, LogDetEstimate, SpectralDensity, TraceEstimate, _estimate
@@ -51,7 +52,8 @@ def _probe_sampler(fun, params, epsilon, mode):
             # Rademacher z from the key's uniform bits: exactly −sign(normal(k)) (both threshold
             # the same uniform at ½), and zᵀHz is even in z, so the values are those of the
             # earlier sign-of-normal probes, bit for bit, without the normal's erf⁻¹ to compile
-            return _quadratic_form(flat_fun, flat, jax.random.rademacher(k, flat.shape, flat.dtype))
+            # (Threefry as elementwise ops: 0.12 s to compile against 0.28 s for jax.random's)
+            return _quadratic_form(flat_fun, flat, _threefry.rademacher(k, flat.shape, flat.dtype))
         v = jax.random.normal(k, flat.shape, flat.dtype)
         size = jnp.linalg.norm(v)
         step = (epsilon / size) * v
@@ -75,9 +77,9 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
 @functools.partial(jax.jit, static_argnames=("mode", "num_samples"))
 def _probe_one(fun, params, key, index, epsilon, mode, num_samples: int):
     """Probe ``index`` of :func:`_probe_core`'s ``num_samples`` probes (the same key split,
-    the same per-probe function), compiled alone. Splitting the key here (negligible next to
-    a probe) spares a first call a separate compile of the split (0.4 s)."""
-    return _probe_sampler(fun, params, epsilon, mode)(jax.random.split(key, num_samples)[index])
+    the same per-probe function), compiled alone. Only that key of the split is computed,
+    here (a separate compiled split cost a first call 0.4 s)."""
+    return _probe_sampler(fun, params, epsilon, mode)(_threefry.split_key(key, num_samples, index))
 
 
 def _probe_estimate(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
