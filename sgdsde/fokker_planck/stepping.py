@@ -18,8 +18,9 @@ Schemes for dm/dt = G m (m: mass per cell):
 
 Both conserve mass exactly (zero column sums; corrections projected onto zero mass).
 Linear solvers (``solver="direct"``: sparse LU; ``"krylov"``: ADI-preconditioned GMRES;
-``"auto"``: direct while the factor is small, or while it fits and the steps repay it): :mod:`sgdsde.fokker_planck.linalg`. A solve
-whose backward error ω stays above ``tol`` raises :class:`ConvergenceError`.
+``"auto"``: direct while the factor is small, or while it fits and the steps repay it):
+:mod:`sgdsde.fokker_planck.linalg`. A solve whose backward error ω stays above ``tol``
+raises :class:`ConvergenceError`.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ def _evolve_host(gen: Generator, mass0, dt: float, *, steps_per_save: int, num_s
     (:mod:`.sparse`), so every solve of one factor meets the same rounding-level bound
     (measured over every solve of 20–50 TR-BDF2 steps on 64²–256², 32³ and a
     full-noise 128² generator: 8e-17 … 2.3e-16, the first and the last within 1.5× of the
-    largest). Checking each solve
-    doubled the time of a 64² step; non-finite masses are still caught at the end."""
+    largest). Checking each solve doubled the time of a 64² step; non-finite masses are
+    still caught at the end."""
     mass = np.asarray(mass0, np.float64).reshape(-1)
     saved, worst = [mass], 0.0
     if num_saves or remainder:
