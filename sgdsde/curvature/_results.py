@@ -131,12 +131,15 @@ class HutchppEstimate(NamedTuple):
     deflated: Float[Array, ""]
 
 
-def _estimate(samples: Array) -> Estimate:
+def _estimate(samples: Array, xp=jnp) -> Estimate:
+    """Mean and standard error (sample s.d./√n) of the probe values, in ``xp`` (jax.numpy
+    in a trace; NumPy for probes gathered on the host, returned as JAX arrays)."""
     n = samples.shape[0]
-    mean = jnp.mean(samples)
+    mean = xp.mean(samples)
     # one sample has no spread to estimate an error from: NaN, not 0
-    std = jnp.std(samples, ddof=1) if n > 1 else jnp.full((), jnp.nan, samples.dtype)
-    return Estimate(mean, std / jnp.sqrt(jnp.asarray(n, samples.dtype)), samples)
+    std = xp.std(samples, ddof=1) if n > 1 else xp.full((), xp.nan, samples.dtype)
+    stderr = std / xp.sqrt(xp.asarray(n, samples.dtype))
+    return Estimate(*(jnp.asarray(x, samples.dtype) for x in (mean, stderr, samples)))
 
 
 

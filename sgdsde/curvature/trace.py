@@ -93,9 +93,7 @@ def _probe_estimate(fun, params, key, epsilon, mode, num_samples: int, batch_siz
         return _probe_core(fun, params, key, epsilon, mode, num_samples, batch_size)
     samples = np.stack([np.asarray(_probe_one(fun, params, key, i, epsilon, mode, num_samples))
                         for i in range(num_samples)])
-    mean, std = samples.mean(dtype=samples.dtype), samples.std(ddof=1, dtype=samples.dtype)
-    stderr = (std / np.sqrt(samples.dtype.type(num_samples))).astype(samples.dtype)
-    return Estimate(jnp.asarray(mean), jnp.asarray(stderr), jnp.asarray(samples))
+    return _estimate(samples, np)
 
 
 def _quadratic_form(flat_fun: Callable, flat: Array, z: Array) -> Array:

@@ -70,6 +70,9 @@ def _step(solve, mass, dt, method: str, maximum=jnp.maximum):
     return out, maximum(res1, res2)
 
 
+_SOLVES_PER_STEP = {"backward_euler": 1, "tr_bdf2": 2}  # implicit solves of one step of _step
+
+
 def _solve_coefficient(method: str, dt: float) -> float:
     """The c of the system (I + cK) that ``method`` solves at every step: Δt for backward
     Euler, γΔt/2 = (1 − γ)Δt/(2 − γ) = (1 − 1/√2)Δt for both TR-BDF2 stages."""
@@ -117,7 +120,7 @@ def _evolve_host(gen: Generator, mass0, dt: float, *, steps_per_save: int, num_s
     saved, worst = [mass], 0.0
     if num_saves or remainder:
         solve_system = host_implicit_solver(gen, _solve_coefficient(method, dt))
-        last = (num_saves * steps_per_save + remainder) * (2 if method == "tr_bdf2" else 1) - 1
+        last = (num_saves * steps_per_save + remainder) * _SOLVES_PER_STEP[method] - 1
         done = [0]
 
         def solve(c, y, x0):  # c is the factor's, fixed
@@ -168,7 +171,6 @@ def evolve(
     through ``fp.generator`` with respect to η, S, σ² works).
     """
     gen = _check_generator(gen)
-    _check_solver(gen, solver)  # a bad option fails first; "auto" is resolved once the step count is known
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
     mass0 = _check_mass(gen, mass0)
@@ -177,8 +179,8 @@ def evolve(
         raise ValueError(f"t_final: must be a finite time ≥ 0, got {t_final!r}")
     dt = _positive_number(dt, "dt")
     num_steps = max(1, math.ceil(t_final / dt - 1e-9)) if t_final > 0 else 0
-    # the solver's cost model counts TR-BDF2 steps (two solves each); a backward-Euler step is one solve
-    solver = _check_solver(gen, solver, num_steps if method == "tr_bdf2" else num_steps // 2)
+    # the solver's cost model counts TR-BDF2 steps (two solves each)
+    solver = _check_solver(gen, solver, num_steps * _SOLVES_PER_STEP[method] // 2)
     if save_every is None:
         steps_per_save = max(num_steps, 1)
     elif isinstance(save_every, bool) or not isinstance(save_every, (int, np.integer)) or save_every < 1:
