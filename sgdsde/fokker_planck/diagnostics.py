@@ -14,7 +14,7 @@ import numpy as np
 
 from ._precision import is_traced
 from .operator import Generator
-from .sparse import direct_memory_entries, estimated_factor_entries
+from .sparse import cached_factor, direct_memory_entries, estimated_factor_entries, krylov_steps
 
 SOLVERS = ("auto", "direct", "krylov")
 DIRECT_MAX_ENTRIES = 3e7  # LU factor entries (≈ 0.4 GB with indices) up to which "auto" factorises
@@ -126,12 +126,19 @@ def direct_break_even_steps(shape: tuple) -> float:
     return math.inf if saved_per_step_s <= 0 else factor_s / saved_per_step_s
 
 
-def _check_solver(gen: Generator, solver: str, steps: int | None = None) -> str:
+def _check_solver(gen: Generator, solver: str, steps: int | None = None, shift: float | None = None) -> str:
     """``"direct"`` or ``"krylov"`` for a solver option. ``"auto"``: direct when the
-    estimated LU factor has ≤ DIRECT_MAX_ENTRIES entries (2-D up to ≈ 560², 3-D up to 32³);
-    above that, for an evolve of ``steps`` implicit steps, direct when the factor fits in
-    :func:`direct_memory_entries` and ``steps`` ≥ :func:`direct_break_even_steps` (3-D 48³:
-    67 steps); otherwise Krylov."""
+    estimated LU factor has ≤ DIRECT_MAX_ENTRIES entries (2-D up to ≈ 560², 3-D up to 32³).
+    Above that, Krylov unless the factor fits in :func:`direct_memory_entries` and an evolve
+    of ``steps`` implicit steps repays it. For an evolve of concrete rates whose system
+    σI + K (σ = ``shift``) is known, that is decided like renting against buying (the
+    ski-rental rule, at most twice the cost of the best choice in hindsight): direct when
+    its factor is already cached (only back-solves are left), or when the Krylov steps
+    already run on this system (:func:`.sparse.krylov_steps`) plus these ``steps`` reach
+    :func:`direct_break_even_steps` (3-D 48³: 67 steps), so a loop of short evolves of one
+    system factorises once the Krylov work would have paid for it; each Krylov choice is
+    added to that ledger. Otherwise (traced rates, no ``shift``) direct when ``steps``
+    alone reach the break-even."""
     if solver not in SOLVERS:
         raise ValueError(f"solver: must be one of {SOLVERS}, got {solver!r}")
     if solver != "auto":
@@ -140,8 +147,16 @@ def _check_solver(gen: Generator, solver: str, steps: int | None = None) -> str:
     entries = estimated_factor_entries(shape)
     if entries <= DIRECT_MAX_ENTRIES:
         return "direct"
-    if steps is not None and entries <= direct_memory_entries() and steps >= direct_break_even_steps(shape):
+    if steps is None or entries > direct_memory_entries():
+        return "krylov"
+    ledger = shift is not None and not is_traced(gen)
+    if ledger and cached_factor(gen, shift) is not None:
         return "direct"
+    earlier = krylov_steps(gen, shift) if ledger else 0.0
+    if earlier + steps >= direct_break_even_steps(shape):
+        return "direct"
+    if ledger:
+        krylov_steps(gen, shift, add=steps)
     return "krylov"
 
 

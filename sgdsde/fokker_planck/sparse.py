@@ -41,11 +41,14 @@ from .operator import Generator
 
 __all__ = [
     "generator_matrix", "direct_solve", "estimated_factor_entries", "direct_memory_entries", "pinned_mask", "host_factor",
+    "cached_factor", "krylov_steps",
 ]
 
 _CACHE_SIZE = 4
 BYTES_PER_FACTOR_ENTRY = 12  # a float64 value and an int32 index
 _cache: OrderedDict = OrderedDict()
+_LEDGER_SIZE = 16
+_krylov_ledger: OrderedDict = OrderedDict()  # (key) -> (rates, Krylov steps run so far), see krylov_steps
 _lock = threading.Lock()
 
 
@@ -122,21 +125,44 @@ class HostFactor(NamedTuple):
     generator: sparse.csr_matrix
 
 
-def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
-    """The cached SuperLU factor of the (pinned) σI + K for these (concrete) rates. Looked
-    up by a cheap key (shapes, σ, pin, and each rate array's sum and end values), then
-    confirmed by comparing the rate arrays exactly (memcmp speed: a digest of every byte
-    cost more than the triangular solves on small grids)."""
+def _factor_key(gen: Generator, shift: float, pin: int) -> tuple[tuple, tuple]:
+    """(cheap key, rate arrays) of the system (pinned) σI + K: the key holds the shapes, σ,
+    the pin and each rate array's sum and end values; a hit is confirmed by comparing the
+    rate arrays exactly (memcmp speed: a digest of every byte cost more than the
+    triangular solves on small grids)."""
     rates = tuple(np.ascontiguousarray(array, dtype=np.float64) for array in (*gen.forward, *gen.backward, *gen.cross))
     summary = tuple((r.shape, float(r.sum()), float(r.flat[0]), float(r.flat[-1])) if r.size else (r.shape,)
                     for r in rates)
-    key = (gen.grid.shape, gen.cross_pairs, float(shift), int(pin), summary)
+    return (gen.grid.shape, gen.cross_pairs, float(shift), int(pin), summary), rates
+
+
+def _lookup(table: OrderedDict, key: tuple, rates: tuple):
+    """The value stored for (key, rates) in ``table`` (moved to the newest end), or None;
+    the caller holds the lock."""
+    if key in table:
+        stored, value = table[key]
+        if all(np.array_equal(a, b) for a, b in zip(stored, rates)):
+            table.move_to_end(key)
+            return value
+    return None
+
+
+def cached_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor | None:
+    """The cached factor of the (pinned) σI + K for these (concrete) rates, or None
+    (nothing is factorised)."""
+    key, rates = _factor_key(gen, shift, pin)
     with _lock:
-        if key in _cache:
-            stored, factor = _cache[key]
-            if all(np.array_equal(a, b) for a, b in zip(stored, rates)):
-                _cache.move_to_end(key)
-                return factor
+        return _lookup(_cache, key, rates)
+
+
+def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
+    """The cached SuperLU factor of the (pinned) σI + K for these (concrete) rates,
+    factorised on a miss (:func:`_factor_key` for the lookup)."""
+    key, rates = _factor_key(gen, shift, pin)
+    with _lock:
+        factor = _lookup(_cache, key, rates)
+    if factor is not None:
+        return factor
     gmat = generator_matrix(gen)
     lu = sparse_linalg.splu(_system_matrix(gmat, shift, pin), permc_spec="MMD_AT_PLUS_A",
                             diag_pivot_thresh=0.0, options={"SymmetricMode": True})
@@ -148,6 +174,22 @@ def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
         while len(_cache) > 1 and (len(_cache) > _CACHE_SIZE or _cached_entries() > budget):
             _cache.popitem(last=False)
     return factor
+
+
+def krylov_steps(gen: Generator, shift: float, add: float = 0.0) -> float:
+    """The implicit steps (TR-BDF2 steps; a backward-Euler step counts half) that Krylov
+    solves have already run on the system σI + K of these (concrete) rates, before adding
+    ``add`` of them. The ledger ``solver="auto"`` rents by: it keeps the last
+    _LEDGER_SIZE systems (rates compared exactly, as for the factor cache)."""
+    key, rates = _factor_key(gen, shift, -1)
+    with _lock:
+        earlier = _lookup(_krylov_ledger, key, rates) or 0.0
+        if add:
+            _krylov_ledger[key] = (rates, earlier + add)
+            _krylov_ledger.move_to_end(key)
+            while len(_krylov_ledger) > _LEDGER_SIZE:
+                _krylov_ledger.popitem(last=False)
+    return earlier
 
 
 def _cached_entries() -> int:

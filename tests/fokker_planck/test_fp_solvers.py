@@ -290,9 +290,60 @@ def test_evolve_counts_its_steps_for_the_solver_choice(monkeypatch):
     for method, steps, factorises in (("tr_bdf2", 7, False), ("tr_bdf2", 8, True),
                                       ("backward_euler", 15, False), ("backward_euler", 16, True)):
         fp_sparse._cache.clear()
+        fp_sparse._krylov_ledger.clear()
         calls.clear()
         fp.evolve(gen, m0, steps * 0.25, dt=0.25, method=method)
         assert bool(calls) == factorises, (method, steps)
+
+
+def test_auto_rents_krylov_until_the_steps_of_repeated_evolves_repay_a_factor(monkeypatch):
+    """The ski-rental rule of "auto" above the size threshold (break-even patched to 8
+    TR-BDF2 steps): evolves of 3 steps each of one system take Krylov while the steps run
+    so far plus their own stay below 8 (calls 1 and 2: 3, 6), the third factorises (6 + 3
+    ≥ 8), and later calls find the factor cached and only back-solve. The ledger is kept
+    per system: another Δt or other rates start again from 0, and another rate array
+    with the same cheap key is told apart by the exact comparison. Every call's answer
+    equals the direct solve's to the Krylov tolerance."""
+    from sgdsde.fokker_planck import diagnostics
+
+    monkeypatch.setattr(diagnostics, "DIRECT_MAX_ENTRIES", 0.0)
+    monkeypatch.setattr(diagnostics, "direct_break_even_steps", lambda shape: 8.0)
+    factorised, chosen = [], []
+    real_splu, real_check = sparse_linalg.splu, diagnostics._check_solver
+    monkeypatch.setattr(fp_sparse.sparse_linalg, "splu",
+                        lambda *args, **kw: factorised.append(1) or real_splu(*args, **kw))
+    from sgdsde.fokker_planck import stepping
+
+    monkeypatch.setattr(stepping, "_check_solver", lambda *a: chosen.append(real_check(*a)) or chosen[-1])
+    fp_sparse._cache.clear()
+    fp_sparse._krylov_ledger.clear()
+    g = fp.grid([-1.5, -1.5], [1.5, 1.5], [12, 12])
+    gen = fp.langevin_generator(g, potential=lambda x: 0.5 * jnp.sum(x**2), diffusion=1.0)
+    m0 = fp.gaussian(g, [0.3, -0.2], 0.25**2)
+    reference = np.asarray(fp.evolve(gen, m0, 0.75, dt=0.25, solver="direct").mass)
+    fp_sparse._cache.clear()
+    factorised.clear()
+    chosen.clear()
+    masses = [np.asarray(fp.evolve(gen, m0, 0.75, dt=0.25).mass) for _ in range(5)]
+    assert chosen == ["krylov", "krylov", "direct", "direct", "direct"]
+    assert len(factorised) == 1
+    assert fp_sparse.krylov_steps(gen, 1.0 / stepping._solve_coefficient("tr_bdf2", 0.25)) == 6
+    for mass in masses:  # Krylov's backward error ≤ tol = 1e-11 per solve, 6 solves on O(1) masses
+        np.testing.assert_allclose(mass, reference, rtol=0, atol=1e-10)
+    # another Δt is another system: its ledger starts at 0
+    chosen.clear()
+    fp.evolve(gen, m0, 0.6, dt=0.2)
+    assert chosen == ["krylov"]
+    # rates differing only inside an array (same sum and end values) are another system
+    import dataclasses
+
+    swapped = np.array(gen.forward[0])
+    swapped[3, 4], swapped[5, 6] = swapped[5, 6], swapped[3, 4]
+    assert swapped[3, 4] != swapped[5, 6] and float(swapped.sum()) == float(np.asarray(gen.forward[0]).sum())
+    other = dataclasses.replace(gen, forward=(jnp.asarray(swapped), *gen.forward[1:]))
+    assert fp_sparse.krylov_steps(other, 1.0 / stepping._solve_coefficient("tr_bdf2", 0.25)) == 0
+    fp_sparse._cache.clear()
+    fp_sparse._krylov_ledger.clear()
 
 
 def test_factor_cache_keeps_within_the_memory_budget(monkeypatch):
