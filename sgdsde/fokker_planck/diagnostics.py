@@ -132,7 +132,8 @@ def _check_solver(gen: Generator, solver: str, steps: int | None = None, shift: 
     Above that, Krylov unless the factor fits in :func:`direct_memory_entries` and an evolve
     of ``steps`` implicit steps repays it. For an evolve of concrete rates whose system
     σI + K (σ = ``shift``) is known, that is decided like renting against buying (the
-    ski-rental rule, at most twice the cost of the best choice in hindsight): direct when
+    ski-rental rule: by the cost model, at most about twice the time of the better choice in
+    hindsight): direct when
     its factor is already cached (only back-solves are left), or when the Krylov steps
     already run on this system (:func:`.sparse.krylov_steps`) plus these ``steps`` reach
     :func:`direct_break_even_steps` (3-D 48³: 67 steps), so a loop of short evolves of one
