@@ -133,9 +133,8 @@ def _check_solver(gen: Generator, solver: str, steps: int | None = None, shift: 
     of ``steps`` implicit steps repays it. For an evolve of concrete rates whose system
     σI + K (σ = ``shift``) is known, that is decided like renting against buying (the
     ski-rental rule: by the cost model, at most about twice the time of the better choice in
-    hindsight): direct when
-    its factor is already cached (only back-solves are left), or when the Krylov steps
-    already run on this system (:func:`.sparse.krylov_steps`) plus these ``steps`` reach
+    hindsight): direct when its factor is already cached (only back-solves are left), or
+    when the Krylov steps already run on this system (:func:`.sparse.krylov_steps`) plus these ``steps`` reach
     :func:`direct_break_even_steps` (3-D 48³: 67 steps), so a loop of short evolves of one
     system factorises once the Krylov work would have paid for it; each Krylov choice is
     added to that ledger. Otherwise (traced rates, no ``shift``) direct when ``steps``
