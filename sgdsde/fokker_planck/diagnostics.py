@@ -14,7 +14,7 @@ import numpy as np
 
 from ._precision import is_traced
 from .operator import Generator
-from .sparse import cached_factor, direct_memory_entries, estimated_factor_entries, krylov_steps
+from .sparse import cached_factor, direct_memory_entries, estimated_factor_entries, krylov_steps, system_key
 
 SOLVERS = ("auto", "direct", "krylov")
 DIRECT_MAX_ENTRIES = 3e7  # LU factor entries (≈ 0.4 GB with indices) up to which "auto" factorises
@@ -134,10 +134,11 @@ def _check_solver(gen: Generator, solver: str, steps: int | None = None, shift: 
     σI + K (σ = ``shift``) is known, that is decided like renting against buying (the
     ski-rental rule: by the cost model, at most about twice the time of the better choice in
     hindsight): direct when its factor is already cached (only back-solves are left), or
-    when the Krylov steps already run on this system (:func:`.sparse.krylov_steps`) plus these ``steps`` reach
-    :func:`direct_break_even_steps` (3-D 48³: 67 steps), so a loop of short evolves of one
-    system factorises once the Krylov work would have paid for it; each Krylov choice is
-    added to that ledger. Otherwise (traced rates, no ``shift``) direct when ``steps``
+    when the Krylov steps already run on this system (:func:`.sparse.krylov_steps`) plus
+    these ``steps`` reach :func:`direct_break_even_steps` (3-D 48³: 67 steps), so a loop of
+    short evolves of one system factorises once the Krylov work would have paid for it;
+    each Krylov choice is added to that ledger (the system's :func:`.sparse.system_key` is
+    computed once per call). Otherwise (traced rates, no ``shift``) direct when ``steps``
     alone reach the break-even."""
     if solver not in SOLVERS:
         raise ValueError(f"solver: must be one of {SOLVERS}, got {solver!r}")
@@ -149,14 +150,14 @@ def _check_solver(gen: Generator, solver: str, steps: int | None = None, shift: 
         return "direct"
     if steps is None or entries > direct_memory_entries():
         return "krylov"
-    ledger = shift is not None and not is_traced(gen)
-    if ledger and cached_factor(gen, shift) is not None:
+    system = system_key(gen, shift) if shift is not None and not is_traced(gen) else None
+    if system is not None and cached_factor(system) is not None:
         return "direct"
-    earlier = krylov_steps(gen, shift) if ledger else 0.0
+    earlier = krylov_steps(system) if system is not None else 0.0
     if earlier + steps >= direct_break_even_steps(shape):
         return "direct"
-    if ledger:
-        krylov_steps(gen, shift, add=steps)
+    if system is not None:
+        krylov_steps(system, add=steps)
     return "krylov"
 
 

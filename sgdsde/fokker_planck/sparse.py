@@ -41,7 +41,7 @@ from .operator import Generator
 
 __all__ = [
     "generator_matrix", "direct_solve", "estimated_factor_entries", "direct_memory_entries", "pinned_mask", "host_factor",
-    "cached_factor", "krylov_steps",
+    "SystemKey", "system_key", "cached_factor", "krylov_steps",
 ]
 
 _CACHE_SIZE = 4
@@ -125,42 +125,46 @@ class HostFactor(NamedTuple):
     generator: sparse.csr_matrix
 
 
-def _factor_key(gen: Generator, shift: float, pin: int) -> tuple[tuple, tuple]:
-    """(cheap key, rate arrays) of the system (pinned) σI + K: the key holds the shapes, σ,
-    the pin and each rate array's sum and end values; a hit is confirmed by comparing the
-    rate arrays exactly (memcmp speed: a digest of every byte cost more than the
-    triangular solves on small grids)."""
+class SystemKey(NamedTuple):
+    """The identity of a system (pinned) σI + K for concrete rates, as the factor cache and
+    the Krylov ledger look it up: ``key`` holds the shapes, σ, the pin and each rate array's
+    sum and end values; a hit is confirmed by comparing ``rates`` exactly (memcmp speed: a
+    digest of every byte cost more than the triangular solves on small grids)."""
+
+    key: tuple
+    rates: tuple
+
+
+def system_key(gen: Generator, shift: float, pin: int = -1) -> SystemKey:
+    """The :class:`SystemKey` of the (pinned) σI + K of these (concrete) rates."""
     rates = tuple(np.ascontiguousarray(array, dtype=np.float64) for array in (*gen.forward, *gen.backward, *gen.cross))
     summary = tuple((r.shape, float(r.sum()), float(r.flat[0]), float(r.flat[-1])) if r.size else (r.shape,)
                     for r in rates)
-    return (gen.grid.shape, gen.cross_pairs, float(shift), int(pin), summary), rates
+    return SystemKey((gen.grid.shape, gen.cross_pairs, float(shift), int(pin), summary), rates)
 
 
-def _lookup(table: OrderedDict, key: tuple, rates: tuple):
-    """The value stored for (key, rates) in ``table`` (moved to the newest end), or None;
-    the caller holds the lock."""
-    if key in table:
-        stored, value = table[key]
-        if all(np.array_equal(a, b) for a, b in zip(stored, rates)):
-            table.move_to_end(key)
+def _lookup(table: OrderedDict, system: SystemKey):
+    """The value stored for ``system`` in ``table`` (moved to the newest end), or None; the
+    caller holds the lock."""
+    if system.key in table:
+        stored, value = table[system.key]
+        if all(np.array_equal(a, b) for a, b in zip(stored, system.rates)):
+            table.move_to_end(system.key)
             return value
     return None
 
 
-def cached_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor | None:
-    """The cached factor of the (pinned) σI + K for these (concrete) rates, or None
-    (nothing is factorised)."""
-    key, rates = _factor_key(gen, shift, pin)
+def cached_factor(system: SystemKey) -> HostFactor | None:
+    """The cached factor of ``system``, or None (nothing is factorised)."""
     with _lock:
-        return _lookup(_cache, key, rates)
+        return _lookup(_cache, system)
 
 
 def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
     """The cached SuperLU factor of the (pinned) σI + K for these (concrete) rates,
-    factorised on a miss (:func:`_factor_key` for the lookup)."""
-    key, rates = _factor_key(gen, shift, pin)
-    with _lock:
-        factor = _lookup(_cache, key, rates)
+    factorised on a miss (looked up by :func:`system_key`)."""
+    system = system_key(gen, shift, pin)
+    factor = cached_factor(system)
     if factor is not None:
         return factor
     gmat = generator_matrix(gen)
@@ -169,24 +173,22 @@ def host_factor(gen: Generator, shift: float, pin: int = -1) -> HostFactor:
     factor = HostFactor(lu, gmat)
     budget = direct_memory_entries()
     with _lock:
-        _cache[key] = (rates, factor)
-        _cache.move_to_end(key)
+        _cache[system.key] = (system.rates, factor)
+        _cache.move_to_end(system.key)
         while len(_cache) > 1 and (len(_cache) > _CACHE_SIZE or _cached_entries() > budget):
             _cache.popitem(last=False)
     return factor
 
 
-def krylov_steps(gen: Generator, shift: float, add: float = 0.0) -> float:
+def krylov_steps(system: SystemKey, add: float = 0.0) -> float:
     """The implicit steps (TR-BDF2 steps; a backward-Euler step counts half) that Krylov
-    solves have already run on the system σI + K of these (concrete) rates, before adding
-    ``add`` of them. The ledger ``solver="auto"`` rents by: it keeps the last
-    _LEDGER_SIZE systems (rates compared exactly, as for the factor cache)."""
-    key, rates = _factor_key(gen, shift, -1)
+    solves have already run on ``system``, before adding ``add`` of them. The ledger
+    ``solver="auto"`` rents by: it keeps the last _LEDGER_SIZE systems."""
     with _lock:
-        earlier = _lookup(_krylov_ledger, key, rates) or 0.0
+        earlier = _lookup(_krylov_ledger, system) or 0.0
         if add:
-            _krylov_ledger[key] = (rates, earlier + add)
-            _krylov_ledger.move_to_end(key)
+            _krylov_ledger[system.key] = (system.rates, earlier + add)
+            _krylov_ledger.move_to_end(system.key)
             while len(_krylov_ledger) > _LEDGER_SIZE:
                 _krylov_ledger.popitem(last=False)
     return earlier
