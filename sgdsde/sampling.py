@@ -23,7 +23,6 @@ are unchanged (only its deduplication is faster).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -75,8 +74,10 @@ def _materialized(make: Callable[[], Array], batch_size) -> Array:
 
 # Deduplication methods, chosen by the static sizes (crossovers measured on CPU, R = 10⁴):
 _PAIRWISE_MAX = 32  # L ≤ this: O(L²) fused compares and reductions (XLA's codegen falls off a cliff beyond)
-_TABLE_RATIO = 12  # else first occurrences by a direct-address table of N slots when N ≤ this·L,
-_LAGS_MAX = 64  # else by L − 1 shifted compares up to this L (compile time grows with L), else by sorting
+_BLOCKED_MAX = 160  # else first occurrences by O(L²) compares in column blocks up to this L,
+_BLOCK = 16  # (_BLOCK columns at a time, uint16 values when they fit),
+_TABLE_RATIO = 12  # else by a direct-address table of N slots when N ≤ this·L,
+_BLOCKED_LONG_MAX = 600  # else by blocked compares again up to this L, else by sorting
 
 
 def _stream_length(num_examples: int, max_size: int) -> int:
@@ -90,22 +91,38 @@ def _stream_length(num_examples: int, max_size: int) -> int:
     return max_size + int(math.ceil(mean - max_size + 6 * sd)) + 2
 
 
+def _repeats(values: Int[Array, " L"], empty: int) -> Array:
+    """bool[L]: values[t] = values[k] for some k < t, by comparing every pair, _BLOCK earlier
+    positions k at a time (one fused kernel per block, reduced over the block), in uint16
+    when every value (``empty`` included) fits: O(L²) compares but no gather, scatter or sort.
+    Measured under ``vmap`` over 10⁴ replicas (CPU, L = 137): 1.2–1.8 µs a replica against
+    3.5–4.1 µs for the sort and its scatter back; at L = 200 3.0 against 5.0 µs for the table."""
+    length = values.shape[0]
+    v = values.astype(jnp.uint16) if empty < 2**16 else values
+    t = jnp.arange(length, dtype=jnp.int32)
+    repeat = jnp.zeros((length,), bool)
+    for start in range(0, length, _BLOCK):
+        earlier, k = v[start:start + _BLOCK], t[start:start + _BLOCK]
+        repeat = repeat | jnp.any((earlier[:, None] == v[None, :]) & (k[:, None] < t[None, :]), axis=0)
+    return repeat
+
+
 def _first_occurrences(values: Int[Array, " L"], empty: int) -> Array:
-    """bool[L]: values[t] < empty occurs at no k < t. For N = ``empty`` ≤ _TABLE_RATIO·L a
-    table of N slots holds the smallest position of each value (one scatter-min, one
-    gather: O(N + L)); else for L ≤ _LAGS_MAX values[t] is compared with values[t − d] for
-    every lag d (one elementwise kernel, O(L²) but vectorized); otherwise one sort of the
-    pairs (value, position), whose equal values are then in position order, O(L log L),
-    scattered back to positions."""
+    """bool[L]: values[t] < empty occurs at no k < t. For L ≤ _BLOCKED_MAX by comparing
+    every pair (:func:`_repeats`); else for N = ``empty`` ≤ _TABLE_RATIO·L a table of N
+    slots holds the smallest position of each value (one scatter-min, one gather:
+    O(N + L)); else for L ≤ _BLOCKED_LONG_MAX by comparing every pair again (in ``sd.run``
+    at N = 10⁴, S = 512, L = 551: 21.5 against 25.2 µs a replica-step by sorting, but about
+    1 s more to compile); otherwise one sort of the pairs (value, position), whose equal
+    values are then in position order, O(L log L), scattered back to positions."""
     length = values.shape[0]
     t = jnp.arange(length, dtype=jnp.int32)
-    if empty <= _TABLE_RATIO * length:
+    table = empty <= _TABLE_RATIO * length
+    if length <= _BLOCKED_MAX or (not table and length <= _BLOCKED_LONG_MAX):
+        return (values < empty) & ~_repeats(values, empty)
+    if table:
         owner = jnp.full((empty,), length, jnp.int32).at[values].min(t, mode="drop")
         return owner.at[values].get(mode="fill", fill_value=-1) == t
-    if length <= _LAGS_MAX:
-        repeat = functools.reduce(jnp.logical_or, [jnp.pad(values[d:] == values[:-d], (d, 0))
-                                                   for d in range(1, length)], jnp.zeros((length,), bool))
-        return (values < empty) & ~repeat
     if (empty + 1) * length <= 2**31:  # one single-key sort of value·L + position (XLA's fast path)
         packed = jnp.sort(values * length + t)
         sorted_values, position = packed // length, packed % length

@@ -306,11 +306,14 @@ def test_uniform_below_is_the_64_bit_product():
 
 def _force_path(monkeypatch, path):
     """Make _first_distinct take one method whatever the sizes: pairwise (L ≤ _PAIRWISE_MAX),
-    then first occurrences by table (N ≤ _TABLE_RATIO·L), lags (L ≤ _LAGS_MAX) or sort."""
-    later = ["pairwise", "table", "lags", "sort"]
-    for name, constant in zip(later[:-1], ["_PAIRWISE_MAX", "_TABLE_RATIO", "_LAGS_MAX"]):
+    then first occurrences by blocked compares (L ≤ _BLOCKED_MAX), table (N ≤ _TABLE_RATIO·L),
+    blocked compares again (L ≤ _BLOCKED_LONG_MAX) or sort."""
+    later = ["pairwise", "blocked", "table", "sort"]
+    for name, constant in zip(later[:-1], ["_PAIRWISE_MAX", "_BLOCKED_MAX", "_TABLE_RATIO"]):
         if later.index(path) > later.index(name):
             monkeypatch.setattr(sampling, constant, 0)
+    if path == "sort":
+        monkeypatch.setattr(sampling, "_BLOCKED_LONG_MAX", 0)
 
 
 def _first_distinct_reference(stream, empty, count):
@@ -318,7 +321,7 @@ def _first_distinct_reference(stream, empty, count):
     return firsts + [empty] * (count - len(firsts))
 
 
-PATHS = ["pairwise", "table", "lags", "sort"]
+PATHS = ["pairwise", "blocked", "table", "sort"]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -360,9 +363,12 @@ def test_prefix_count_equals_cumsum(length):
     np.testing.assert_array_equal(out, np.cumsum(flags, axis=1))
 
 
-def test_first_distinct_two_key_sort():
-    """Values too large to pack value·L + position into int32 take the two-key sort (same
-    results): N = 2²⁸, L = 80, streams with many repeats and padding."""
+@pytest.mark.parametrize("path", ["blocked", "sort"])
+def test_first_distinct_of_large_values(monkeypatch, path):
+    """Values too large for uint16 (blocked compares in int32) or to pack value·L + position
+    into int32 (the two-key sort) give the same results: N = 2²⁸, L = 80, streams with many
+    repeats and padding."""
+    _force_path(monkeypatch, path)
     empty, length, count = 2**28, 80, 30
     rng = np.random.default_rng(0)
     pools = rng.integers(0, empty + 1, size=(200, 36))  # 36 candidate values per stream (padding too)
@@ -370,6 +376,20 @@ def test_first_distinct_two_key_sort():
     streams = np.take_along_axis(pools, rng.integers(0, 36, size=(200, length)), axis=1).astype(np.int32)
     out = np.asarray(jax.jit(jax.vmap(lambda s: sampling._first_distinct(s, empty, count)))(jnp.asarray(streams)))
     np.testing.assert_array_equal(out, [_first_distinct_reference(list(s), empty, count) for s in streams])
+
+
+@pytest.mark.parametrize("num_examples,max_size", [(10_000, 128), (256, 128), (10_000, 512)])
+def test_first_distinct_at_benchmark_sizes(num_examples, max_size):
+    """At the sizes where the default method changes (blocked compares at L = 137 and
+    L = 551 in uint16, the table at L = 232), the sampler's own stream pieces give the
+    first M distinct values in order, as the plain Python reference does."""
+    length = sampling._stream_length(num_examples, max_size)
+    keys = jax.random.split(jax.random.key(8), 40)
+    streams = np.asarray(jax.vmap(lambda k: _threefry.uniform_below(
+        k, jnp.arange(length, dtype=jnp.uint32), num_examples))(keys))
+    out = np.asarray(jax.jit(jax.vmap(lambda s: sampling._first_distinct(s, num_examples, max_size)))(streams))
+    np.testing.assert_array_equal(out, [_first_distinct_reference(list(s), num_examples, max_size)
+                                        for s in streams])
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -409,7 +429,7 @@ def test_subset_stream_read_in_small_pieces_is_the_same(monkeypatch):
     np.testing.assert_array_equal(_subset_batches(20, 12, 12, 300, seed=4), usual)
 
 
-@pytest.mark.parametrize("max_size", [4, 40])  # the pairwise (L ≤ 32) and the sorting paths
+@pytest.mark.parametrize("max_size", [4, 40])  # the pairwise (L ≤ 32) and the blocked paths
 def test_subset_indices_are_int32_under_x64(max_size):
     """Under float64 (x64) NumPy-style promotion would make sums int64; the sampler's
     while_loop carry needs int32 either way (a regression: x64 runs failed to trace)."""
