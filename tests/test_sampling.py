@@ -421,10 +421,14 @@ def test_subset_distinct_and_prefix_consistent(num_examples, max_size):
     np.testing.assert_array_equal(_subset_batches(num_examples, half, half, 500, seed=3), batches[:, :half])
 
 
-def test_subset_stream_read_in_small_pieces_is_the_same(monkeypatch):
+@pytest.mark.parametrize("path", PATHS)
+def test_subset_stream_read_in_small_pieces_is_the_same(monkeypatch, path):
     """Reading the stream in pieces of 3 draws (so that the continuation loop runs many
-    times, also through the sort path) gives the same batches as the usual single piece."""
+    times, deduplicating the values found so far followed by the new piece, padding
+    included) gives the same batches as the usual single piece, with each deduplication
+    method of _first_distinct."""
     usual = _subset_batches(20, 12, 12, 300, seed=4)
+    _force_path(monkeypatch, path)
     monkeypatch.setattr(sampling, "_stream_length", lambda n, m: 3)
     np.testing.assert_array_equal(_subset_batches(20, 12, 12, 300, seed=4), usual)
 
