@@ -304,16 +304,26 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 3) -> Ti
     return timing
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 1, repeats: int = 3) -> dict[str, Timing]:
+def time_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int = 1, repeats: int = 3,
+                     cold_first: bool = False) -> dict[str, Timing]:
     """Time several functions in rounds, A B C A B C …, so that a change of machine load
     during the measurement hits all of them alike (use this for the numbers a ratio is
     taken between). ``warmup`` rounds first (they compile), then ``repeats`` timed rounds.
-    Returns ``{name: Timing}``."""
+    ``cold_first``: clear JAX's caches (``jax.clear_caches()``) before each function's first
+    call, so that call compiles everything it runs, even programs that an earlier call (a
+    calibration, another method) shares with it — as in a fresh process — and add one
+    untimed round after the warm-up to compile them again. Returns ``{name: Timing}``."""
     timings = {name: Timing([], [], [], []) for name in fns}
-    for i in range(warmup + repeats):
+    rewarm = 1 if cold_first and warmup else 0
+    for i in range(warmup + rewarm + repeats):
         for name, fn in fns.items():
             t = timings[name]
-            wall, comp, t.result = _timed(fn)
+            if cold_first and i == 0:
+                jax.clear_caches()
+            wall, comp, result = _timed(fn)
+            if warmup <= i < warmup + rewarm:
+                continue  # the untimed round after cold first calls
+            t.result = result
             (t.warmup_wall if i < warmup else t.wall).append(wall)
             (t.warmup_compile if i < warmup else t.compile).append(comp)
     return timings

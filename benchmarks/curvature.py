@@ -18,21 +18,25 @@ data in both libraries (float32, CPU):
   probes n, so the same standard error (reported for both): ``hutchinson_trace(num_samples=n)``
   (zᵀHz by forward-over-forward) against PyHessian's ``trace(maxIter=n, tol=0)``.
 - trace at equal accuracy by Hutch++ (``hutchpp_trace``: tr(QᵀHQ) exact on a sketched basis Q
-  of s vectors, Hutchinson with r probes on the rest; m = 2s + r HVPs). Calibration
+  of s vectors, Hutchinson with r probes on the rest; m = 2s + r products: s HVPs and s + r
+  quadratic forms). Calibration
   (untimed): the target is PyHessian's standard error at n probes (pooled over
   ``--calibration-seeds`` untimed PyHessian calls); for each s in ``HUTCHPP_SKETCHES`` a
   pilot run gives the residual probes' standard deviation σ_r(s) (pooled over the seeds), so
   r(s) = ⌈(σ_r(s)/target)²⌉ gives an expected standard error ≤ the target; the (s, r) with
-  the fewest HVPs m is timed against PyHessian's ``trace(maxIter=n)``. The pilots' programs
-  have other shapes, so the timed first call includes its compile. Every timed call's
-  reported standard error is recorded against the target.
+  the fewest products m is timed against PyHessian's ``trace(maxIter=n)``. Every timed
+  call's reported standard error is recorded against the target.
 
 Each timed call is what a user runs: PyHessian's includes building the ``hessian`` object
 (one forward and backward pass with ``create_graph=True``), sgdsde's its input checks and
 linearisation of the gradient. The ratio is PyHessian's time over sgdsde's (> 1: sgdsde
 faster). Timing as in every benchmark here (``_common.py``): warm-up (JAX compiles), then
 interleaved repeats; ratios use the median execution time, JAX compile seconds split off, and
-the first call (compile included) is its own column and ratio.
+the first call (compile included) is its own column and ratio. Each sgdsde first call is
+cold: JAX's caches are cleared before it (``time_interleaved(cold_first=True)``), because
+the calibration, the pilots and the methods share compiled programs (Hutchinson's and
+Hutch++'s quadratic form, small eager ops), which would otherwise make a later first call
+look cheaper than in a fresh process.
 PyTorch runs with ``torch.set_num_threads(cores)``; XLA uses all cores.
 
 Checks: the two libraries' losses, gradients and one HVP with the same vector agree (they
@@ -78,7 +82,7 @@ LABELS = {
 LADDER = (10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 160, 200, 240, 300)  # sgdsde HVP budgets
 PYHESSIAN_TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 HUTCHPP_SKETCHES = (4, 8, 16, 32)  # Hutch++ sketch sizes s tried in the calibration
-HUTCHPP_PILOT = 41  # residual probes per pilot run (odd: unlikely to be a timed shape; see below)
+HUTCHPP_PILOT = 41  # residual probes per pilot run
 
 
 def parse_args(argv=None):
@@ -333,7 +337,6 @@ def main(argv=None) -> dict:
                                  num_products=2 * s + HUTCHPP_PILOT, sketch_size=s) for i in range(a.calibration_seeds)]
         sigma = float(np.sqrt(np.mean([np.var(np.asarray(r.samples, np.float64), ddof=1) for r in runs])))
         r = max(2, math.ceil((sigma / target_se) ** 2))
-        r += r == HUTCHPP_PILOT  # never the pilot's program: the timed first call must compile
         pilots.append({"sketch_size": s, "residual_sd": sigma, "residual_probes": r, "hvps": 2 * s + r,
                        "expected_stderr": sigma / math.sqrt(r)})
         C.log(f"Hutch++ pilot: {pilots[-1]}")
@@ -380,7 +383,9 @@ def main(argv=None) -> dict:
         "sgdsde_hutchpp": sgdsde_hutchpp,
     }
     C.log(f"timing {len(calls)} calls interleaved: 1 warm-up round, {a.repeats} timed rounds")
-    timings = C.time_interleaved(calls, warmup=1, repeats=a.repeats)
+    # cold first calls: the calibration, the Hutch++ pilots and the other methods share compiled
+    # programs (the quadratic form vᵀHv of Hutchinson and Hutch++, eager key ops, …)
+    timings = C.time_interleaved(calls, warmup=1, repeats=a.repeats, cold_first=True)
 
     # ---- values and agreement
     tr_sd = timings["sgdsde_trace"].result

@@ -52,3 +52,25 @@ def test_summary_reads_every_results_file_and_judges_each_target():
         # the verdict is recomputed from the two-decimal ratio; equal to the bound only by rounding
         if abs(value - float(bound)) > 0.005:
             assert (verdict == "met") == (value >= float(bound) if sign == "≥" else value <= float(bound)), what
+
+
+def test_time_interleaved_cold_first_calls_compile_shared_programs():
+    """cold_first: each function's first call compiles what it runs even when an earlier
+    function compiled the same program (JAX's caches cleared before it); the re-warming round
+    is not recorded, and the timed calls compile nothing."""
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _common as C
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    shared = jax.jit(lambda x: jnp.sin(x) @ x.T)
+    x = jnp.ones((64, 64))
+    fns = {"a": lambda: shared(x).block_until_ready(), "b": lambda: shared(x).block_until_ready()}
+    warm = C.time_interleaved(fns, warmup=1, repeats=2)
+    assert warm["b"].warmup_compile[0] == 0  # a compiled the program b shares
+    cold = C.time_interleaved(fns, warmup=1, repeats=2, cold_first=True)
+    for t in cold.values():
+        assert t.warmup_compile[0] > 0 and len(t.wall) == 2 and all(c == 0 for c in t.compile)

@@ -407,6 +407,29 @@ def test_hutchpp_exact_when_rank_at_most_sketch_size(x64):
     assert np.max(np.abs(np.asarray(est.samples))) <= tol and float(est.stderr) <= tol
 
 
+def test_hutchpp_host_loop_equals_the_compiled_program(net, x64):
+    """Called with concrete arguments, hutchpp_trace runs a Python loop over small compiled
+    programs (basis, residual probe, quadratic form); under jax.jit it is one program. The
+    same keys and probes: the deflated trace and every residual sample agree to the rounding
+    of a d²-term quadratic form (two programs, fused differently), and a repeated call gives
+    the same bits."""
+    fun, params, key = net["fun"], net["params"], jax.random.key(45)
+    host = cv.hutchpp_trace(fun, params, key=key, num_products=16, sketch_size=4)
+    compiled = jax.jit(lambda p: cv.hutchpp_trace(fun, p, key=key, num_products=16, sketch_size=4))(params)
+    assert host.samples.shape == compiled.samples.shape == (8,)
+    # each vᵀHv sums d² terms v_i H_ij v_j with |v_i| ≤ 1 (rows of Q are unit vectors; w = (I − QQᵀ)z
+    # has entries ≤ 1 + s·max|Q|·‖z‖ — bounded here by √d·(1 + s)): the rounding of that sum, and
+    # of the QR and projections that form v, relative to Σ|H_ij| times the entries' size squared
+    entry = 1 + 4 * np.sqrt(net["d"])
+    atol = rounding_atol(np.abs(net["hessian"]).sum() * entry**2, 4 * net["d"])
+    np.testing.assert_allclose(np.asarray(host.samples), np.asarray(compiled.samples), rtol=0, atol=atol)
+    assert abs(float(host.deflated) - float(compiled.deflated)) <= 4 * atol
+    assert abs(float(host.mean) - float(compiled.mean)) <= 5 * atol
+    again = cv.hutchpp_trace(fun, params, key=key, num_products=16, sketch_size=4)
+    np.testing.assert_array_equal(np.asarray(again.samples), np.asarray(host.samples))
+    assert float(again.deflated) == float(host.deflated)
+
+
 def test_hutchpp_beats_hutchinson_at_equal_products(spd, x64):
     # A full-rank Hessian (spd: eigenvalues 20, 14, 10 above a bulk in [0.5, 4]), m = 30
     # products each. Hutchinson's mean squared error is exactly Var(zᵀAz)/m = 2 Σ_{i≠j} A_ij²/m;

@@ -20,7 +20,7 @@ from .._checks import check_int as _check_int
 from .._checks import is_traced
 from .. import _threefry
 
-from ._products import _flat_operator, _orthogonalize, _prepare, _signs
+from ._products import _flat_operator, _orthogonalize, _prepare
 from ._results import Estimate, HutchppEstimate, LogDetEstimate, SpectralDensity, TraceEstimate, _estimate
 from .eigen import _STARTS, _lanczos_core, _lanczos_start
 
@@ -189,25 +189,73 @@ def hutchinson_trace(
 
 
 # ----------------------------------------------------------------------------- Hutch++
+def _hutchpp_keys(key):
+    """(sketch key, probe key) of a Hutch++ call: ``jax.random.split(key)``."""
+    return _threefry.split_key(key, 2, 0), _threefry.split_key(key, 2, 1)
+
+
+def _rademacher_row(key, index, num: int, shape, dtype):
+    """Rademacher vector ``index`` of ``num``: from key ``index`` of ``key``'s split."""
+    return _threefry.rademacher(_threefry.split_key(key, num, index), shape, dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("sketch_size",))
+def _hutchpp_basis(fun, params, key, sketch_size: int):
+    """Q (s × d, orthonormal rows): Y = H Ω by s HVPs through one compiled loop body (the
+    linearised gradient), Ω's rows Rademacher (key i of the sketch key's split), Q = orth(Y)."""
+    matvec, flat, _ = _flat_operator(fun, params)
+    sketch_key = _hutchpp_keys(key)[0]
+    omega = lax.map(lambda i: _rademacher_row(sketch_key, i, sketch_size, flat.shape, flat.dtype),
+                    jnp.arange(sketch_size))
+    return jnp.linalg.qr(lax.map(matvec, omega).T)[0].T  # Householder: even if Y is rank deficient
+
+
+@functools.partial(jax.jit, static_argnames=("num_probes",))
+def _hutchpp_residual_probe(key, index, basis, num_probes: int):
+    """w = (I − QQᵀ) z for residual probe ``index``: z Rademacher (key ``index`` of the probe
+    key's split)."""
+    z = _rademacher_row(_hutchpp_keys(key)[1], index, num_probes, basis.shape[1:], basis.dtype)
+    return _orthogonalize(z, basis)
+
+
 @functools.partial(jax.jit, static_argnames=("sketch_size", "num_probes"))
 def _hutchpp_core(fun, params, key, sketch_size: int, num_probes: int) -> HutchppEstimate:
-    """Y = H Ω (s HVPs, Ω Rademacher), Q = orth(Y); then q_iᵀ(Hq_i) and the residual probes
-    w_jᵀ(Hw_j), w_j = (I − QQᵀ)z_j, as s + r more HVPs. Every product goes through one
-    compiled loop body (the linearised gradient), so the program compiles one HVP."""
-    matvec, flat, _ = _flat_operator(fun, params)
-    sketch_key, probe_key = jax.random.split(key)
-    omega = _signs(jax.random.normal(sketch_key, (sketch_size, flat.size), flat.dtype))
-    z = _signs(jax.random.normal(probe_key, (num_probes, flat.size), flat.dtype))
-
-    def products(vectors):
-        return lax.map(matvec, vectors)
-
-    q = jnp.linalg.qr(products(omega).T)[0].T  # (s, d) orthonormal rows (Householder: even if Y is rank deficient)
-    vectors = jnp.concatenate([q, _orthogonalize(z, q)])
-    values = jnp.sum(vectors * products(vectors), axis=1)  # vᵀHv for the s basis vectors, then the r residual probes
-    deflated = jnp.sum(values[:sketch_size])
-    est = _estimate(values[sketch_size:])
+    """Hutch++ as one program (under ``jax.jit``/``vmap``): :func:`_hutchpp_basis`, then
+    vᵀHv (:func:`_quadratic_form`) for the s rows of Q and the r residual probes, the
+    probes through one compiled loop body."""
+    flat, unravel = ravel_pytree(params)
+    flat_fun = lambda x: fun(unravel(x))
+    basis = _hutchpp_basis(fun, params, key, sketch_size)
+    residual = lambda i: _hutchpp_residual_probe(key, i, basis, num_probes)
+    deflated = jnp.sum(lax.map(lambda q: _quadratic_form(flat_fun, flat, q), basis))
+    est = _estimate(lax.map(lambda i: _quadratic_form(flat_fun, flat, residual(i)), jnp.arange(num_probes)))
     return HutchppEstimate(deflated + est.mean, est.stderr, est.samples, deflated)
+
+
+def _host_hutchpp(fun, params, key, sketch_size: int, num_probes: int) -> HutchppEstimate:
+    """:func:`_hutchpp_core` for concrete arguments, as a Python loop over three small
+    compiled programs: the basis (s HVPs and the QR), the residual probe w_j and the
+    quadratic form vᵀHv shared with :func:`hutchinson_trace`. The basis compiles in this
+    thread while a worker thread compiles the other two (XLA compiles without holding the
+    GIL; all tracing stays in this thread, whose JAX configuration is thread-local). The
+    same values as the one program to rounding (tested)."""
+    z_spec = jax.eval_shape(lambda p: ravel_pytree(p)[0], params)
+    basis_spec = jax.ShapeDtypeStruct((sketch_size,) + z_spec.shape, z_spec.dtype)
+    index_spec = jax.ShapeDtypeStruct((), jnp.int32)
+    lowered = (_hutchpp_residual_probe.lower(key, index_spec, basis_spec, num_probes),
+               _quadratic_form_at.lower(fun, params, z_spec))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        worker = pool.submit(lambda: [low.compile() for low in lowered])
+        basis = _hutchpp_basis(fun, params, key, sketch_size)
+        residual, form = worker.result()
+    # the rows of Q through NumPy: iterating over a JAX array compiles an unstack (0.1 s)
+    deflated = np.sum([np.asarray(form(fun, params, q)) for q in np.asarray(basis)])
+    samples = np.stack([np.asarray(form(fun, params, residual(key, np.int32(j), basis)))
+                        for j in range(num_probes)])
+    est = _estimate(samples, np)
+    dtype = est.samples.dtype
+    return HutchppEstimate(jnp.asarray(np.asarray(est.mean) + deflated, dtype), est.stderr, est.samples,
+                           jnp.asarray(deflated, dtype))
 
 
 def hutchpp_trace(
@@ -231,8 +279,14 @@ def hutchpp_trace(
     deflated Hessian, which drops far below Hutchinson's 2 Σ_{i≠j} H_ij² when a few large
     eigenvalues dominate ‖H‖_F² (error O(1/m) instead of O(1/√m) for a PSD H); with
     rank H ≤ s it is exact. When the spectrum is flat (no few dominant eigenvalues) it
-    gains little and Hutchinson's cheaper probes win. Cost: m = 2s + r HVPs (forward over
-    the gradient linearised once, all through one compiled loop body) and a QR of d × s.
+    gains little and Hutchinson's cheaper probes win. Cost: s HVPs for the sketch (forward
+    over the gradient linearised once, through one compiled loop body), a QR of d × s, and
+    s + r quadratic forms vᵀHv (forward over forward, like :func:`hutchinson_trace`'s
+    probes, about 1.5× cheaper than an HVP): the cost of m = 2s + r products or less.
+    Called with concrete arguments it runs as a Python loop over small compiled programs,
+    compiled side by side (the same values as under ``jax.jit`` to rounding); the probes
+    are drawn one key each (key i of the sketch or probe key's split), so no d × r block
+    is held.
     """
     fun, d, key = _prepare(fun, params, key)
     num_products = _check_int(num_products, "num_products", 4)
@@ -246,7 +300,9 @@ def hutchpp_trace(
         )
     if sketch_size > d:
         raise ValueError(f"sketch_size: must be at most the number of parameters d = {d}, got {sketch_size}")
-    return _hutchpp_core(fun, params, key, sketch_size, num_products - 2 * sketch_size)
+    if is_traced((fun, params, key)):
+        return _hutchpp_core(fun, params, key, sketch_size, num_products - 2 * sketch_size)
+    return _host_hutchpp(fun, params, key, sketch_size, num_products - 2 * sketch_size)
 
 
 # ----------------------------------------------------------------------------- SLQ
