@@ -77,12 +77,14 @@ def _probe_core(fun, params, key, epsilon, mode, num_samples: int, batch_size) -
     return _estimate(_probe_map(sample, jax.random.split(key, num_samples), batch_size))
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples", "shape", "dtype"))
-def _rademacher_probe(key, index, num_samples: int, shape, dtype):
-    """The Rademacher z of probe ``index`` of :func:`_probe_core`'s ``num_samples`` (the same
-    key split; only that key of the split is computed: a separate compiled split cost a
-    first call 0.4 s)."""
-    return _threefry.rademacher(_threefry.split_key(key, num_samples, index), shape, dtype)
+def _rademacher_row(key, index, num: int, shape, dtype):
+    """Rademacher vector ``index`` of ``num``, from key ``index`` of ``key``'s split: the z of
+    probe ``index`` of :func:`_probe_core` (only that key of the split is computed: a
+    separate compiled split cost a first call 0.4 s), and Hutch++'s Ω and z rows."""
+    return _threefry.rademacher(_threefry.split_key(key, num, index), shape, dtype)
+
+
+_rademacher_probe = jax.jit(_rademacher_row, static_argnames=("num", "shape", "dtype"))
 
 
 @jax.jit
@@ -192,11 +194,6 @@ def hutchinson_trace(
 def _hutchpp_keys(key):
     """(sketch key, probe key) of a Hutch++ call: ``jax.random.split(key)``."""
     return _threefry.split_key(key, 2, 0), _threefry.split_key(key, 2, 1)
-
-
-def _rademacher_row(key, index, num: int, shape, dtype):
-    """Rademacher vector ``index`` of ``num``: from key ``index`` of ``key``'s split."""
-    return _threefry.rademacher(_threefry.split_key(key, num, index), shape, dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("sketch_size",))
