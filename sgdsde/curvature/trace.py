@@ -191,63 +191,65 @@ def hutchinson_trace(
 
 
 # ----------------------------------------------------------------------------- Hutch++
-def _hutchpp_keys(key):
-    """(sketch key, probe key) of a Hutch++ call: ``jax.random.split(key)``."""
-    return _threefry.split_key(key, 2, 0), _threefry.split_key(key, 2, 1)
+# Hutch++'s s + r Rademacher vectors are rows 0 … s+r−1 of one split of the call's key:
+# Ω's rows first, then the residual probes' z (one key each: no d × r block is formed).
 
 
-@functools.partial(jax.jit, static_argnames=("sketch_size",))
-def _hutchpp_basis(fun, params, key, sketch_size: int):
-    """Q (s × d, orthonormal rows): Y = H Ω by s HVPs through one compiled loop body (the
-    linearised gradient), Ω's rows Rademacher (key i of the sketch key's split), Q = orth(Y)."""
-    matvec, flat, _ = _flat_operator(fun, params)
-    sketch_key = _hutchpp_keys(key)[0]
-    omega = lax.map(lambda i: _rademacher_row(sketch_key, i, sketch_size, flat.shape, flat.dtype),
-                    jnp.arange(sketch_size))
-    return jnp.linalg.qr(lax.map(matvec, omega).T)[0].T  # Householder: even if Y is rank deficient
+@jax.jit
+def _hutchpp_basis(fun, params, omega):
+    """Q (s × d, orthonormal rows) = orth(H Ωᵀ): s HVPs through one compiled loop body
+    (the linearised gradient), then a QR (Householder: even if HΩᵀ is rank deficient)."""
+    matvec = _flat_operator(fun, params)[0]
+    return jnp.linalg.qr(lax.map(matvec, omega).T)[0].T
 
 
-@functools.partial(jax.jit, static_argnames=("num_probes",))
-def _hutchpp_residual_probe(key, index, basis, num_probes: int):
-    """w = (I − QQᵀ) z for residual probe ``index``: z Rademacher (key ``index`` of the probe
-    key's split)."""
-    z = _rademacher_row(_hutchpp_keys(key)[1], index, num_probes, basis.shape[1:], basis.dtype)
-    return _orthogonalize(z, basis)
+_project_out = jax.jit(_orthogonalize)
 
 
 @functools.partial(jax.jit, static_argnames=("sketch_size", "num_probes"))
 def _hutchpp_core(fun, params, key, sketch_size: int, num_probes: int) -> HutchppEstimate:
-    """Hutch++ as one program (under ``jax.jit``/``vmap``): :func:`_hutchpp_basis`, then
-    vᵀHv (:func:`_quadratic_form`) for the s rows of Q and the r residual probes, the
-    probes through one compiled loop body."""
+    """Hutch++ as one program (under ``jax.jit``/``vmap``): Ω's rows, :func:`_hutchpp_basis`,
+    then vᵀHv (:func:`_quadratic_form`) for the s rows of Q and the r residual probes
+    w_j = (I − QQᵀ)z_j, the probes through one compiled loop body."""
     flat, unravel = ravel_pytree(params)
     flat_fun = lambda x: fun(unravel(x))
-    basis = _hutchpp_basis(fun, params, key, sketch_size)
-    residual = lambda i: _hutchpp_residual_probe(key, i, basis, num_probes)
+    row = lambda i: _rademacher_row(key, i, sketch_size + num_probes, flat.shape, flat.dtype)
+    basis = _hutchpp_basis(fun, params, lax.map(row, jnp.arange(sketch_size)))
     deflated = jnp.sum(lax.map(lambda q: _quadratic_form(flat_fun, flat, q), basis))
-    est = _estimate(lax.map(lambda i: _quadratic_form(flat_fun, flat, residual(i)), jnp.arange(num_probes)))
+    residual = lambda j: _quadratic_form(flat_fun, flat, _project_out(row(sketch_size + j), basis))
+    est = _estimate(lax.map(residual, jnp.arange(num_probes)))
     return HutchppEstimate(deflated + est.mean, est.stderr, est.samples, deflated)
 
 
 def _host_hutchpp(fun, params, key, sketch_size: int, num_probes: int) -> HutchppEstimate:
-    """:func:`_hutchpp_core` for concrete arguments, as a Python loop over three small
-    compiled programs: the basis (s HVPs and the QR), the residual probe w_j and the
-    quadratic form vᵀHv shared with :func:`hutchinson_trace`. The basis compiles in this
-    thread while a worker thread compiles the other two (XLA compiles without holding the
-    GIL; all tracing stays in this thread, whose JAX configuration is thread-local). The
-    same values as the one program to rounding (tested)."""
+    """:func:`_hutchpp_core` for concrete arguments, as a Python loop over four small
+    compiled programs: the Rademacher row (:func:`hutchinson_trace`'s), the basis (s HVPs
+    and the QR), the projection w = (I − QQᵀ)z and the quadratic form vᵀHv (also
+    Hutchinson's). The basis compiles in this thread while a worker thread compiles the
+    row, draws Ω, and compiles the other two (XLA compiles without holding the GIL; all
+    tracing stays in this thread, whose JAX configuration is thread-local). The same values
+    as the one program to rounding (tested)."""
     z_spec = jax.eval_shape(lambda p: ravel_pytree(p)[0], params)
-    basis_spec = jax.ShapeDtypeStruct((sketch_size,) + z_spec.shape, z_spec.dtype)
-    index_spec = jax.ShapeDtypeStruct((), jnp.int32)
-    lowered = (_hutchpp_residual_probe.lower(key, index_spec, basis_spec, num_probes),
-               _quadratic_form_at.lower(fun, params, z_spec))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        worker = pool.submit(lambda: [low.compile() for low in lowered])
-        basis = _hutchpp_basis(fun, params, key, sketch_size)
-        residual, form = worker.result()
+    shape, dtype, num = z_spec.shape, z_spec.dtype, sketch_size + num_probes
+    basis_spec = jax.ShapeDtypeStruct((sketch_size,) + shape, dtype)
+    draw_lowered = _rademacher_probe.lower(key, jax.ShapeDtypeStruct((), jnp.int32), num, shape, dtype)
+    rest_lowered = (_project_out.lower(z_spec, basis_spec), _quadratic_form_at.lower(fun, params, z_spec))
+    basis_lowered = _hutchpp_basis.lower(fun, params, basis_spec)
+
+    def draw_omega():
+        draw = draw_lowered.compile()
+        return draw, np.stack([np.asarray(draw(key, np.int32(i))) for i in range(sketch_size)])
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one worker: the two jobs run in turn
+        omega_job = pool.submit(draw_omega)
+        rest_job = pool.submit(lambda: [low.compile() for low in rest_lowered])
+        basis_program = basis_lowered.compile()
+        draw, omega = omega_job.result()
+        basis = basis_program(fun, params, omega)
+        project, form = rest_job.result()
     # the rows of Q through NumPy: iterating over a JAX array compiles an unstack (0.1 s)
     deflated = np.sum([np.asarray(form(fun, params, q)) for q in np.asarray(basis)])
-    samples = np.stack([np.asarray(form(fun, params, residual(key, np.int32(j), basis)))
+    samples = np.stack([np.asarray(form(fun, params, project(draw(key, np.int32(sketch_size + j)), basis)))
                         for j in range(num_probes)])
     est = _estimate(samples, np)
     dtype = est.samples.dtype
@@ -281,9 +283,9 @@ def hutchpp_trace(
     s + r quadratic forms vᵀHv (forward over forward, like :func:`hutchinson_trace`'s
     probes, about 1.5× cheaper than an HVP): the cost of m = 2s + r products or less.
     Called with concrete arguments it runs as a Python loop over small compiled programs,
-    compiled side by side (the same values as under ``jax.jit`` to rounding); the probes
-    are drawn one key each (key i of the sketch or probe key's split), so no d × r block
-    is held.
+    compiled side by side (the same values as under ``jax.jit`` to rounding). The s + r
+    Rademacher vectors (Ω's rows, then the residual probes) are keys 0 … s+r−1 of a split
+    of ``key``, drawn one at a time, so no d × r block is held.
     """
     fun, d, key = _prepare(fun, params, key)
     num_products = _check_int(num_products, "num_products", 4)
