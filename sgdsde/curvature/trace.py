@@ -4,8 +4,6 @@ vmap) and stochastic Lanczos quadrature (spectral density, log-determinant)."""
 from __future__ import annotations
 
 import functools
-import math
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -94,48 +92,32 @@ def _quadratic_form_at(fun, params, z):
     return _quadratic_form(lambda x: fun(unravel(x)), flat, z)
 
 
-# Rademacher vectors drawn ahead while the quadratic form compiles: at most this many bytes
-_AHEAD_BYTES = 64 * 2**20
+def _flat_spec(params) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of the flat parameter vector, without forming it (an eager
+    concatenation compiles four small programs: 0.08 s of a first call)."""
+    return jax.eval_shape(lambda p: ravel_pytree(p)[0], params)
+
+
+_INDEX = jax.ShapeDtypeStruct((), jnp.int32)  # a probe index, for lowering
 
 
 def _host_trace_samples(fun, params, key, num_samples: int) -> np.ndarray:
     """The zᵀHz of :func:`_probe_core`'s trace probes, in a Python loop over two small
-    compiled programs, the Rademacher draw and the quadratic form, compiled at the same time:
-    the draw in a worker thread (XLA compiles without holding the GIL), which then draws
-    probes ahead (up to ``_AHEAD_BYTES``) until this thread has compiled the quadratic form.
-    A first call for a 94k-parameter MLP compiles in about the time of the quadratic form
-    alone (0.35–0.45 s) instead of 0.55–0.8 s for the two in one program; later calls reuse
-    both (JAX's compile caches)."""
-    # the flat vector's shape and dtype without forming it (an eager concatenation compiles)
-    z_spec = jax.eval_shape(lambda p: ravel_pytree(p)[0], params)
-    shape, dtype = z_spec.shape, z_spec.dtype
-    index_spec = jax.ShapeDtypeStruct((), jnp.int32)
-    z_bytes = math.prod(shape) * np.dtype(dtype).itemsize
-    ahead_max = min(num_samples, max(1, _AHEAD_BYTES // max(1, z_bytes)))
-    compiled = threading.Event()
-    probes: list = []
-
-    # everything is traced and lowered in this thread, under its JAX configuration (x64 and
-    # the other context-manager settings are thread-local); the worker only compiles and runs
-    draw_lowered = _rademacher_probe.lower(key, index_spec, num_samples, shape, dtype)
-
-    def draw_ahead():
-        draw = draw_lowered.compile()
-        while len(probes) < ahead_max and not compiled.is_set():
-            probes.append(draw(key, np.int32(len(probes))))
-        return draw
-
+    compiled programs, the Rademacher draw and the quadratic form, compiled at the same
+    time: the draw in a worker thread (XLA compiles without holding the GIL). Everything is
+    traced and lowered in this thread, under its JAX configuration (x64 and the other
+    context-manager settings are thread-local); the worker only compiles. A first call for
+    a 94k-parameter MLP compiles in about the time of the quadratic form alone (0.35–0.45 s)
+    instead of 0.55–0.8 s for the two in one program; later calls reuse both (JAX's compile
+    caches). Drawing probes ahead in the worker while the form compiled was measured and
+    not kept (first calls 1.43–1.72 s against 1.28–1.67 s without)."""
+    z_spec = _flat_spec(params)
+    draw_lowered = _rademacher_probe.lower(key, _INDEX, num_samples, z_spec.shape, z_spec.dtype)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        worker = pool.submit(draw_ahead)
-        try:
-            form = _quadratic_form_at.lower(fun, params, z_spec).compile()
-        finally:
-            compiled.set()
-        draw = worker.result()
-    samples = [form(fun, params, z) for z in probes]
-    probes.clear()
-    samples += [form(fun, params, draw(key, np.int32(i))) for i in range(len(samples), num_samples)]
-    return np.stack([np.asarray(s) for s in samples])
+        draw_job = pool.submit(draw_lowered.compile)
+        form = _quadratic_form_at.lower(fun, params, z_spec).compile()
+        draw = draw_job.result()
+    return np.stack([np.asarray(form(fun, params, draw(key, np.int32(i)))) for i in range(num_samples)])
 
 
 def _probe_estimate(fun, params, key, epsilon, mode, num_samples: int, batch_size) -> Estimate:
@@ -211,12 +193,11 @@ def _hutchpp_core(fun, params, key, sketch_size: int, num_probes: int) -> Hutchp
     """Hutch++ as one program (under ``jax.jit``/``vmap``): Ω's rows, :func:`_hutchpp_basis`,
     then vᵀHv (:func:`_quadratic_form`) for the s rows of Q and the r residual probes
     w_j = (I − QQᵀ)z_j, the probes through one compiled loop body."""
-    flat, unravel = ravel_pytree(params)
-    flat_fun = lambda x: fun(unravel(x))
+    flat = ravel_pytree(params)[0]
     row = lambda i: _rademacher_row(key, i, sketch_size + num_probes, flat.shape, flat.dtype)
     basis = _hutchpp_basis(fun, params, lax.map(row, jnp.arange(sketch_size)))
-    deflated = jnp.sum(lax.map(lambda q: _quadratic_form(flat_fun, flat, q), basis))
-    residual = lambda j: _quadratic_form(flat_fun, flat, _project_out(row(sketch_size + j), basis))
+    deflated = jnp.sum(lax.map(lambda q: _quadratic_form_at(fun, params, q), basis))
+    residual = lambda j: _quadratic_form_at(fun, params, _project_out(row(sketch_size + j), basis))
     est = _estimate(lax.map(residual, jnp.arange(num_probes)))
     return HutchppEstimate(deflated + est.mean, est.stderr, est.samples, deflated)
 
@@ -229,10 +210,9 @@ def _host_hutchpp(fun, params, key, sketch_size: int, num_probes: int) -> Hutchp
     row, draws Ω, and compiles the other two (XLA compiles without holding the GIL; all
     tracing stays in this thread, whose JAX configuration is thread-local). The same values
     as the one program to rounding (tested)."""
-    z_spec = jax.eval_shape(lambda p: ravel_pytree(p)[0], params)
-    shape, dtype, num = z_spec.shape, z_spec.dtype, sketch_size + num_probes
-    basis_spec = jax.ShapeDtypeStruct((sketch_size,) + shape, dtype)
-    draw_lowered = _rademacher_probe.lower(key, jax.ShapeDtypeStruct((), jnp.int32), num, shape, dtype)
+    z_spec = _flat_spec(params)
+    basis_spec = jax.ShapeDtypeStruct((sketch_size,) + z_spec.shape, z_spec.dtype)
+    draw_lowered = _rademacher_probe.lower(key, _INDEX, sketch_size + num_probes, z_spec.shape, z_spec.dtype)
     rest_lowered = (_project_out.lower(z_spec, basis_spec), _quadratic_form_at.lower(fun, params, z_spec))
     basis_lowered = _hutchpp_basis.lower(fun, params, basis_spec)
 
