@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from ._threefry import uniform_below
+from . import _native
+from ._threefry import _is_threefry, uniform_below
 
 Sampling = Literal["iid", "subset", "epoch"]
 SAMPLINGS = ("iid", "subset", "epoch")
@@ -176,7 +177,30 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
     distinct value is uniform over the values not yet seen, so every prefix of length S is
     a uniform random S-sequence without repetition, whatever ``max_size``. The stream is
     read in pieces of L = :func:`_stream_length` draws (a further piece only while some
-    replica has fewer than ``max_size`` distinct values); no state."""
+    replica has fewer than ``max_size`` distinct values); no state. On CPU a native kernel
+    (:mod:`sgdsde._native`) computes the same values one replica at a time with a bitset."""
+    if _native_applies(key):
+        return jax.lax.platform_dependent(
+            jax.random.key_data(key), cpu=lambda raw: _native_subset(raw, num_examples, max_size),
+            default=lambda raw: _subset_stream(key, num_examples, batch_size, max_size)), state
+    return _subset_stream(key, num_examples, batch_size, max_size), state
+
+
+def _native_applies(key) -> bool:
+    """The native CPU kernels (:mod:`sgdsde._native`) compute the Threefry draws of one typed
+    Threefry key; other keys, or no compiled kernels, take the pure-JAX path."""
+    return _is_threefry(key) and np.shape(key) == () and _native.available()
+
+
+def _native_subset(raw: Array, num_examples: int, max_size: int) -> Int[Array, " max_size"]:
+    """The subset draw by the native kernel: the same values as :func:`_subset_stream`."""
+    result = jax.ShapeDtypeStruct((max_size,), jnp.int32)
+    return jax.ffi.ffi_call(_native.SUBSET, result, vmap_method="broadcast_all")(
+        raw, num_examples=np.int64(num_examples), max_size=np.int64(max_size))
+
+
+def _subset_stream(key, num_examples: int, batch_size, max_size: int) -> Int[Array, " max_size"]:
+    """The subset draw in JAX: deduplication of the stream in pieces (see :func:`_subset_draw`)."""
     length = _stream_length(num_examples, max_size)
     piece = lambda index: _materialized(lambda: uniform_below(
         key, index * length + jnp.arange(length, dtype=jnp.uint32), num_examples), batch_size)
@@ -188,7 +212,7 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
         return index + 1, _first_distinct(stream, num_examples, max_size)
 
     short = lambda carry: jnp.any(carry[1] == num_examples)
-    return jax.lax.while_loop(short, more, (jnp.uint32(1), found))[1], state
+    return jax.lax.while_loop(short, more, (jnp.uint32(1), found))[1]
 
 
 class EpochState(NamedTuple):
@@ -221,7 +245,29 @@ def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
     uniform random permutation. A new epoch starts when fewer than S examples are left
     (drop-last); the order carries over, which is fine for the same reason. The swaps write
     into the stored order in place (one scatter of two entries each, O(S) per step; the
-    earlier version kept an O(S²) map of the touched slots)."""
+    earlier version kept an O(S²) map of the touched slots). On CPU a native kernel
+    (:mod:`sgdsde._native`) does the same swaps, in place, one replica at a time."""
+    if _native_applies(key):
+        return jax.lax.platform_dependent(
+            key, state, batch_size,
+            cpu=lambda k, s, b: _native_epoch(jax.random.key_data(k), s, num_examples, b, max_size),
+            default=lambda k, s, b: _epoch_swaps(k, s, num_examples, b, max_size))
+    return _epoch_swaps(key, state, num_examples, batch_size, max_size)
+
+
+def _native_epoch(raw: Array, state: EpochState, num_examples: int, batch_size, max_size: int):
+    """The epoch step by the native kernel: the same values as :func:`_epoch_swaps`."""
+    results = (jax.ShapeDtypeStruct((max_size,), jnp.int32), jax.ShapeDtypeStruct(state.order.shape, state.order.dtype),
+               jax.ShapeDtypeStruct((), jnp.int32))
+    indices, order, position = jax.ffi.ffi_call(
+        _native.EPOCH, results, vmap_method="broadcast_all", input_output_aliases={1: 1})(
+        raw, state.order, state.position.astype(jnp.int32), jnp.asarray(batch_size, jnp.int32),
+        num_examples=np.int64(num_examples), max_size=np.int64(max_size))
+    return indices, EpochState(order, position)
+
+
+def _epoch_swaps(key, state: EpochState, num_examples, batch_size, max_size):
+    """The epoch step in JAX (see :func:`_epoch_draw`)."""
     position = jnp.where(state.position + batch_size > num_examples, 0, state.position)
     steps = jnp.arange(max_size, dtype=jnp.int32)
     slots = position + steps

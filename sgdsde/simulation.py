@@ -222,37 +222,42 @@ def _simulate(key, stepper, problem, hyper, init_params, num_steps, replicas, al
     keys = replica_keys(key, replicas)
     params = initial_params(init_params, keys, problem)
     grid_shape = hyper.grid_shape
-    configs = int(np.prod(grid_shape)) if grid_shape else 1
-    states = initial_states(stepper, problem, params, configs)
     flat_hyper = hyper.flatten_grid()
-    concrete = not is_traced((states, flat_hyper, problem, keys))
+    concrete = not is_traced((params, flat_hyper, problem, keys))
     results = None
     if concrete and guarded_at_chunk_ends(stepper):
-        results, end, finite = _core(stepper, all_observers, num_steps, replicas, False)(states, flat_hyper, problem, keys)
+        core = _core(stepper, all_observers, num_steps, replicas, grid_shape, False)
+        results, end, finite = core(params, flat_hyper, problem, keys)
         results = results if host_flag(finite) else None
     if results is None:
-        results, end = _core(stepper, all_observers, num_steps, replicas)(states, flat_hyper, problem, keys)
-    states = end
-    observations = {o.name: to_grid(r, grid_shape) for o, r in zip(all_observers, results)}
+        results, end = _core(stepper, all_observers, num_steps, replicas, grid_shape)(params, flat_hyper, problem, keys)
+    observations = {o.name: r for o, r in zip(all_observers, results)}
     divergence = observations.pop("divergence")
-    return Simulation(observations, divergence["diverged"], divergence["step"], to_grid(states, grid_shape))
+    return Simulation(observations, divergence["diverged"], divergence["step"], end)
 
 
 @functools.lru_cache(maxsize=64)
-def _core(stepper: Stepper, all_observers: tuple, num_steps: int, replicas: int, guard: bool = True):
-    """The jitted run (start, advance over all steps, finish) for one stepper, observer
-    set and size; cached, so inline calls reuse compiled code. Inside an outer jit it is
-    inlined; called from :func:`sgdsde.run` it is the same program as here.
+def _core(stepper: Stepper, all_observers: tuple, num_steps: int, replicas: int, grid_shape: tuple,
+          guard: bool = True):
+    """The jitted run (initial states, start, advance over all steps, finish, results in the
+    grid's shape) for one stepper, observer set and size; cached, so inline calls reuse
+    compiled code. Inside an outer jit it is inlined; called from :func:`sgdsde.run` it is
+    the same program as here. The initial states and the grid's shape are made inside the
+    program: done eagerly, each was a copy of every state (for the epoch sampler's per-replica
+    order, R·N entries: 0.7 s of a 2 s ``sd.run`` at R = 10⁴, N = 50,000).
     guard=False: the unguarded run, returning also whether every parameter is finite."""
     start, advance, finish = programs(stepper, all_observers, (num_steps, replicas), guard)
+    configs = int(np.prod(grid_shape)) if grid_shape else 1
 
     @jax.jit
-    def core(states, flat_hyper, problem, keys):
+    def core(params, flat_hyper, problem, keys):
+        states = initial_states(stepper, problem, params, configs)
         observed = start(states, problem)
         states, observed = advance(states, observed, flat_hyper, problem, keys, jnp.int32(0), num_steps)
+        results = to_grid(finish(states, observed, problem), grid_shape)
         if guard:
-            return finish(states, observed, problem), states
-        return finish(states, observed, problem), states, all_finite(states.params)
+            return results, to_grid(states, grid_shape)
+        return results, to_grid(states, grid_shape), all_finite(states.params)
 
     return core
 

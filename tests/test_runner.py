@@ -187,8 +187,8 @@ def _spy_programs(monkeypatch) -> list:
     calls = []
     core, compile_ = sd.simulation._core, sd.runner._compile
 
-    def spy_core(stepper, observers, num_steps, replicas, guard=True):
-        program = core(stepper, observers, num_steps, replicas, guard)
+    def spy_core(stepper, observers, num_steps, replicas, grid_shape, guard=True):
+        program = core(stepper, observers, num_steps, replicas, grid_shape, guard)
         return lambda *args: calls.append(("run", guard)) or program(*args)
 
     def spy_compile(*args):

@@ -280,7 +280,7 @@ def test_consecutive_batch_covariance(draws, sampling):
 # ------------------------------------------------------------------ subset: exact uniformity
 import itertools  # noqa: E402
 
-from sgdsde import _threefry, sampling  # noqa: E402
+from sgdsde import _native, _threefry, sampling  # noqa: E402
 
 
 def _subset_batches(num_examples, batch_size, max_size, replicas, seed):
@@ -305,9 +305,16 @@ def test_uniform_below_is_the_64_bit_product():
 
 
 def _force_path(monkeypatch, path):
-    """Make _first_distinct take one method whatever the sizes: pairwise (L ≤ _PAIRWISE_MAX),
+    """Make the subset sampler run in JAX (not the native CPU kernel, sgdsde/_native) and
+    _first_distinct take one method whatever the sizes: pairwise (L ≤ _PAIRWISE_MAX),
     then first occurrences by blocked compares (L ≤ _BLOCKED_MAX), table (N ≤ _TABLE_RATIO·L),
-    blocked compares again (L ≤ _BLOCKED_LONG_MAX) or sort."""
+    blocked compares again (L ≤ _BLOCKED_LONG_MAX) or sort. ``"native"``: the native kernel
+    (skipped where it is not available)."""
+    if path == "native":
+        if not _native.available():
+            pytest.skip("native sampler kernels not available here")
+        return
+    monkeypatch.setattr(sampling, "_native_applies", lambda key: False)
     later = ["pairwise", "blocked", "table", "sort"]
     for name, constant in zip(later[:-1], ["_PAIRWISE_MAX", "_BLOCKED_MAX", "_TABLE_RATIO"]):
         if later.index(path) > later.index(name):
@@ -392,7 +399,7 @@ def test_first_distinct_at_benchmark_sizes(num_examples, max_size):
                                         for s in streams])
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PATHS + ["native"])
 def test_subset_is_uniform_over_all_subsets(monkeypatch, path):
     """N = 6, S = 3 drawn at max size 5 (so the prefix is what is tested), with each
     deduplication method of _first_distinct: counts of each
