@@ -355,7 +355,7 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
     if layout is None:
         padded = -(-configs // block) * block if block is not None else configs
         flat_hyper = sharding_lib.pad_configs(flat_hyper, configs, padded)
-        states = initial_states(stepper, problem, params, padded)
+        states = _initial_states(stepper, problem, params, padded)
         gather = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:configs], tree)
     else:
         states = layout.place_states(jax.vmap(lambda p: stepper.init(p, problem))(params))
@@ -425,6 +425,14 @@ def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple, blocking
         # not donated: its inputs are the checkpoint the chunk is replayed from
         jax.jit(advance_and_check, static_argnums=(6,)) if unguarded is not None else None,
     )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _initial_states(stepper: Stepper, problem: Problem, params: PyTree, configs: int):
+    """:func:`initial_states` as one compiled program: eagerly, the per-replica states and
+    their broadcast over configurations were each a copy of every state (the epoch
+    sampler's orders: R·N entries)."""
+    return initial_states(stepper, problem, params, configs)
 
 
 def _blocked(fn: Callable, blocking: tuple | None, num_batched: int) -> Callable:
