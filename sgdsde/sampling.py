@@ -15,6 +15,9 @@ draw at size S, so a batch-size grid and separate runs see the same batches.
 Both samplers without replacement are exact (every ordered S-subset, resp. every
 permutation of an epoch, equally likely; tests/test_sampling.py: every stream of a small
 case enumerated for each deduplication method, χ² over all permutations of a small epoch).
+On CPU both samplers without replacement run as native kernels (:mod:`sgdsde._native`, XLA
+FFI custom calls compiled on first use) that compute the same values as the JAX code here,
+which runs on other platforms and where no compiler is available.
 The epoch sampler's Fisher–Yates partners come from :func:`sgdsde._threefry.uniform_below`
 (before: ``jax.random.randint``) and its swaps are written into the stored order directly,
 so its batches differ from earlier versions for the same key; the subset sampler's batches
@@ -179,11 +182,14 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
     read in pieces of L = :func:`_stream_length` draws (a further piece only while some
     replica has fewer than ``max_size`` distinct values); no state. On CPU a native kernel
     (:mod:`sgdsde._native`) computes the same values one replica at a time with a bitset."""
-    if _native_applies(key):
+    if _native_applies(key) and num_examples <= _NATIVE_SUBSET_MAX_N:
         return jax.lax.platform_dependent(
             jax.random.key_data(key), cpu=lambda raw: _native_subset(raw, num_examples, max_size),
             default=lambda raw: _subset_stream(key, num_examples, batch_size, max_size)), state
     return _subset_stream(key, num_examples, batch_size, max_size), state
+
+
+_NATIVE_SUBSET_MAX_N = 2**26  # the kernel's bitset is N bits a thread (8 MiB here); above, the JAX path
 
 
 def _native_applies(key) -> bool:

@@ -91,3 +91,14 @@ def test_library_is_cached_per_source(tmp_path, monkeypatch):
     monkeypatch.setattr(_native, "_SOURCE", tmp_path / "other.cc")
     (tmp_path / "other.cc").write_text("// another kernel\n")
     assert _native.library_path() != path
+
+
+def test_subset_above_the_bitset_cap_takes_the_jax_path(monkeypatch):
+    """N above _NATIVE_SUBSET_MAX_N (the kernel's bitset would be N bits a thread): the
+    compiled draw has no kernel call, and gives the same values."""
+    key = jax.random.key(1)
+    native = np.asarray(sampling._subset_draw(key, (), 1000, jnp.int32(20), 20)[0])
+    monkeypatch.setattr(sampling, "_NATIVE_SUBSET_MAX_N", 999)
+    lowered = jax.jit(lambda k: sampling._subset_draw(k, (), 1000, jnp.int32(20), 20)[0]).lower(key)
+    assert _native.SUBSET not in lowered.as_text()
+    np.testing.assert_array_equal(np.asarray(lowered.compile()(key)), native)
