@@ -279,6 +279,27 @@ def test_unguarded_steps_with_chunk_checks_give_the_guarded_numbers(quadratic64,
     np.testing.assert_allclose(stable["moments"]["mean"], reference_stable["moments"]["mean"], rtol=0, atol=atol)
 
 
+def test_large_states_run_guarded_chunks_in_place(quadratic64, monkeypatch):
+    """States above _CHECKPOINT_MAX_BYTES (here: any) are not checkpointed for replays: every
+    chunk runs with per-step guards (donated, in place) — the same program as a run guarded
+    at every step, so the same bits, divergence flags and steps included."""
+    monkeypatch.setattr(sd.runner, "_CHECKPOINT_MAX_BYTES", 0)
+    hyper = sd.Hyper(np.array([0.05, 1000.0]), 8)
+    args = (jax.random.key(3), sd.sgd("epoch"), quadratic64, hyper, jnp.ones(3), 100)
+    observers = lambda: [sd.observers.endpoint(), sd.observers.moments(burn_in=10)]
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("ignore", sd.DivergenceWarning)
+        calls = _spy_programs(monkeypatch)
+        chunked = sd.run(*args, replicas=4, observers=observers(), chunk_size=20)
+        assert calls == [("chunk", True)] * 5
+        _guarded_per_step(monkeypatch)
+        reference = sd.run(*args, replicas=4, observers=observers(), chunk_size=20)
+    assert chunked.diverged[1].all() and not chunked.diverged[0].any()
+    np.testing.assert_array_equal(chunked.divergence_step, reference.divergence_step)
+    np.testing.assert_array_equal(chunked["endpoint"], reference["endpoint"])
+    np.testing.assert_array_equal(chunked["moments"]["cov"], reference["moments"]["cov"])
+
+
 def test_steppers_without_an_unguarded_step_are_guarded_every_step(quadratic64, monkeypatch):
     """A user stepper built without ``unguarded_step`` runs guarded at every step."""
     base = sd.sgd("iid")
