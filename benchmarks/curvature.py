@@ -26,6 +26,11 @@ data in both libraries (float32, CPU):
   r(s) = ⌈(σ_r(s)/target)²⌉ gives an expected standard error ≤ the target; the (s, r) with
   the fewest products m is timed against PyHessian's ``trace(maxIter=n)``. Every timed
   call's reported standard error is recorded against the target.
+- trace at equal accuracy by the Gauss–Newton split (``gauss_newton_split_trace`` on the same
+  network as an ``sgdsde.nn`` MLP: tr G exact by per-example norms of the dense layers,
+  Hutchinson with m probes on the residual R = H − G). Calibration (untimed): pilot runs
+  give the residual probes' standard deviation σ_R (pooled over the seeds), m =
+  ⌈(σ_R/target)²⌉ against the same target as Hutch++.
 
 Each timed call is what a user runs: PyHessian's includes building the ``hessian`` object
 (one forward and backward pass with ``create_graph=True``), sgdsde's its input checks and
@@ -63,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from flax import linen  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import _common as C  # noqa: E402
@@ -78,6 +84,7 @@ LABELS = {
     "sgdsde_trace": "sgdsde hutchinson_trace",
     "pyhessian_trace": "PyHessian trace (Hutchinson)",
     "sgdsde_hutchpp": "sgdsde hutchpp_trace (Hutch++, equal s.e.)",
+    "sgdsde_gn_split": "sgdsde gauss_newton_split_trace (equal s.e.)",
 }
 LADDER = (10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 160, 200, 240, 300)  # sgdsde HVP budgets
 PYHESSIAN_TOLS = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
@@ -206,6 +213,13 @@ def main(argv=None) -> dict:
     params = train(problem, params, a.train_steps)
     n, k = a.probes, a.k
 
+    # the same network as an sgdsde.nn problem (Flax MLP, tanh), for the Gauss–Newton split
+    nn_problem = sd.nn.classification_problem(
+        sd.nn.models.MLP(num_classes=a.classes, hidden=(a.hidden, a.hidden), activation=linen.tanh),
+        sd.nn.data.make_dataset(x, y, a.classes))
+    variables = {"params": {f"Dense_{i}": {"kernel": params[f"w{i + 1}"], "bias": params[f"b{i + 1}"]}
+                            for i in range(len(sizes) - 1)}}
+
     model = torch_model(jax.tree_util.tree_map(np.asarray, params), torch)
     criterion = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
@@ -235,6 +249,7 @@ def main(argv=None) -> dict:
         "hvp_max_rel_diff": float(np.max(np.abs(torch_flat(hv_t) - np.asarray(hv_j))) / np.max(np.abs(np.asarray(hv_j)))),
     }
     checks["loss_rel_diff"] = abs(checks["loss_torch"] - checks["loss_sgdsde"]) / abs(checks["loss_sgdsde"])
+    checks["nn_loss_rel_diff"] = abs(float(nn_problem.loss(variables)) - checks["loss_sgdsde"]) / abs(checks["loss_sgdsde"])
     C.log(f"same model: loss rel diff {checks['loss_rel_diff']:.1e}, grad {checks['grad_max_rel_diff']:.1e}, "
           f"HVP {checks['hvp_max_rel_diff']:.1e} (float32)")
 
@@ -345,12 +360,22 @@ def main(argv=None) -> dict:
                               "chosen": hutchpp}
     C.log(f"Hutch++ at PyHessian's standard error {target_se:.3g} (probe s.d. {target_sd:.3g}, n = {n}): "
           f"s = {hutchpp['sketch_size']}, r = {hutchpp['residual_probes']}, m = {hutchpp['hvps']} HVPs")
+    gn_runs = [cv.gauss_newton_split_trace(nn_problem, variables, key=jax.random.key(27_000 + a.seed + i),
+                                           num_samples=HUTCHPP_PILOT) for i in range(a.calibration_seeds)]
+    gn_sigma = float(np.sqrt(np.mean([np.var(np.asarray(r.samples, np.float64), ddof=1) for r in gn_runs])))
+    gn = {"residual_sd": gn_sigma, "residual_probes": max(2, math.ceil((gn_sigma / target_se) ** 2)),
+          "gauss_newton_trace": float(gn_runs[0].gauss_newton)}
+    gn["expected_stderr"] = gn_sigma / math.sqrt(gn["residual_probes"])
+    calibration["gauss_newton_split"] = gn
+    C.log(f"Gauss–Newton split at PyHessian's standard error: tr G = {gn['gauss_newton_trace']:.5g} (exact), "
+          f"residual probe s.d. {gn_sigma:.3g} against {target_sd:.3g} for H: m = {gn['residual_probes']} probes")
 
     # ---- the timed calls
     keys = iter(jax.random.split(jax.random.key(a.seed), 10_000))
     torch_seeds = iter(range(30_000, 40_000))
     trace_samples = {"sgdsde": [], "pyhessian": []}  # every call's probes, pooled for the check
     hutchpp_runs = []  # (estimate, reported se) of every Hutch++ call
+    gn_calls = []  # (estimate, reported se) of every Gauss–Newton split call
     errors = {"sgdsde_lanczos": [], "sgdsde_block": [], "pyhessian_topk": []}
 
     def recorded(name, values):
@@ -374,6 +399,11 @@ def main(argv=None) -> dict:
         hutchpp_runs.append((float(est.mean), float(est.stderr)))
         return est
 
+    def sgdsde_gn_split():
+        est = cv.gauss_newton_split_trace(nn_problem, variables, key=next(keys), num_samples=gn["residual_probes"])
+        gn_calls.append((float(est.mean), float(est.stderr)))
+        return est
+
     calls = {
         "sgdsde_lanczos": lambda: recorded("sgdsde_lanczos", sgdsde_topk("lanczos", settings["lanczos"], next(keys))),
         "sgdsde_block": lambda: recorded("sgdsde_block", sgdsde_topk("block", settings["block"], next(keys))),
@@ -381,6 +411,7 @@ def main(argv=None) -> dict:
         "sgdsde_trace": sgdsde_trace,
         "pyhessian_trace": pyhessian_trace,
         "sgdsde_hutchpp": sgdsde_hutchpp,
+        "sgdsde_gn_split": sgdsde_gn_split,
     }
     C.log(f"timing {len(calls)} calls interleaved: 1 warm-up round, {a.repeats} timed rounds")
     # cold first calls: the calibration, the Hutch++ pilots and the other methods share compiled
@@ -400,10 +431,14 @@ def main(argv=None) -> dict:
     pp_mean, pp_se = float(pp[:, 0].mean()), float(np.sqrt(np.sum(pp[:, 1] ** 2)) / len(pp))
     z_hutchpp = (pp_mean - pooled_mean["pyhessian"]) / math.hypot(pp_se, pooled_se["pyhessian"])
     tr_pp = timings["sgdsde_hutchpp"].result
+    gc = np.asarray(gn_calls, np.float64)
+    gc_mean, gc_se = float(gc[:, 0].mean()), float(np.sqrt(np.sum(gc[:, 1] ** 2)) / len(gc))
+    z_gn = (gc_mean - pooled_mean["pyhessian"]) / math.hypot(gc_se, pooled_se["pyhessian"])
+    tr_gn = timings["sgdsde_gn_split"].result
     pyhessian_hvps = max(calibration["pyhessian"][-1]["hvps"])
     hvps = {"sgdsde_lanczos": settings["lanczos"], "sgdsde_block": settings["block"] // a.block_size * a.block_size,
             "pyhessian_topk": pyhessian_hvps, "sgdsde_trace": n, "pyhessian_trace": n,
-            "sgdsde_hutchpp": hutchpp["hvps"]}
+            "sgdsde_hutchpp": hutchpp["hvps"], "sgdsde_gn_split": gn["residual_probes"]}
     values = {
         "top_k": {"k": k, "rel_tol": a.rel_tol, "reference": reference.tolist(), "reference_budget": ref_budget,
                   "reference_max_rel_bound": ref_rel_bound, "settings": settings, "calibration": calibration,
@@ -419,10 +454,14 @@ def main(argv=None) -> dict:
                     "calls": len(pp), "reported_stderr": pp[:, 1].tolist(),
                     "calls_with_stderr_at_most_target": int(np.sum(pp[:, 1] <= target_se)),
                     "mean_of_calls": pp_mean, "mean_of_calls_stderr": pp_se, "z_hutchpp_vs_pyhessian": z_hutchpp},
+        "gauss_newton_split": {**gn, "target_stderr": target_se, "last": float(tr_gn.mean),
+                               "last_stderr": float(tr_gn.stderr), "calls": len(gc), "reported_stderr": gc[:, 1].tolist(),
+                               "calls_with_stderr_at_most_target": int(np.sum(gc[:, 1] <= target_se)),
+                               "mean_of_calls": gc_mean, "mean_of_calls_stderr": gc_se, "z_gn_split_vs_pyhessian": z_gn},
     }
     accurate = all(max(v) <= a.rel_tol for v in errors.values())
     ok = (checks["hvp_max_rel_diff"] < 1e-3 and checks["loss_rel_diff"] < 1e-5 and abs(z_trace) < 4
-          and abs(z_hutchpp) < 4 and accurate)
+          and abs(z_hutchpp) < 4 and abs(z_gn) < 4 and checks["nn_loss_rel_diff"] < 1e-5 and accurate)
     checks["ok"], checks["timed_top_k_accurate"] = bool(ok), bool(accurate)
     best_sgdsde = min(("sgdsde_lanczos", "sgdsde_block"), key=lambda name: timings[name].median)
 
@@ -441,6 +480,8 @@ def main(argv=None) -> dict:
         "first_call_trace_pyhessian_over_sgdsde": ratio("pyhessian_trace", "sgdsde_trace", first=True),
         "trace_pyhessian_over_sgdsde_hutchpp": ratio("pyhessian_trace", "sgdsde_hutchpp"),
         "first_call_trace_pyhessian_over_sgdsde_hutchpp": ratio("pyhessian_trace", "sgdsde_hutchpp", first=True),
+        "trace_pyhessian_over_sgdsde_gn_split": ratio("pyhessian_trace", "sgdsde_gn_split"),
+        "first_call_trace_pyhessian_over_sgdsde_gn_split": ratio("pyhessian_trace", "sgdsde_gn_split", first=True),
     }
     results = {
         "config": {
@@ -463,18 +504,22 @@ def main(argv=None) -> dict:
                "sgdsde_block": f"num_iterations={settings['block']}, block_size={a.block_size}",
                "pyhessian_topk": f"tol={settings['pyhessian']:g}, maxIter={a.max_iter}",
                "sgdsde_trace": f"num_samples={n}", "pyhessian_trace": f"maxIter={n}, tol=0",
-               "sgdsde_hutchpp": f"num_products={hutchpp['hvps']}, sketch_size={hutchpp['sketch_size']}"}
+               "sgdsde_hutchpp": f"num_products={hutchpp['hvps']}, sketch_size={hutchpp['sketch_size']}",
+               "sgdsde_gn_split": f"num_samples={gn['residual_probes']} (+ exact tr G)"}
     rows = []
     for name in calls:
         t = timings[name]
         row_ratio = {"sgdsde_lanczos": ratios["top_k_pyhessian_over_sgdsde_lanczos"],
                      "sgdsde_block": ratios["top_k_pyhessian_over_sgdsde_block"],
                      "sgdsde_trace": ratios["trace_pyhessian_over_sgdsde"],
-                     "sgdsde_hutchpp": ratios["trace_pyhessian_over_sgdsde_hutchpp"]}.get(name)
+                     "sgdsde_hutchpp": ratios["trace_pyhessian_over_sgdsde_hutchpp"],
+                     "sgdsde_gn_split": ratios["trace_pyhessian_over_sgdsde_gn_split"]}.get(name)
         result = (f"max rel. error {max(errors[name]):.1e}" if name in errors else
                   f"tr {float(tr_sd.mean):.5g} ± {float(tr_sd.stderr):.2g}" if name == "sgdsde_trace" else
                   f"tr {float(tr_pp.mean):.5g} ± {float(tr_pp.stderr):.2g} (target s.e. {target_se:.2g})"
                   if name == "sgdsde_hutchpp" else
+                  f"tr {float(tr_gn.mean):.5g} ± {float(tr_gn.stderr):.2g} (target s.e. {target_se:.2g})"
+                  if name == "sgdsde_gn_split" else
                   f"tr {tr_py:.5g} ± {se_py:.2g}")
         rows.append([LABELS[name], setting[name], hvps[name], C.fmt_seconds(t.median), C.fmt_seconds(t.best),
                      C.fmt_seconds(t.first_call), C.fmt_seconds(t.compile_seconds),
@@ -487,6 +532,11 @@ def main(argv=None) -> dict:
     C.finish(NAME, results, machine, began=began, suffix=suffix, write_docs=not (a.quick or a.tag or a.no_docs),
              render=lambda: _doc_block(results, machine, (header, rows), versions), versions=versions, doc=DOC)
     return results
+
+
+def calibration_sd(values) -> float:
+    """The per-probe standard deviation of Hutchinson on H (PyHessian's calibration probes)."""
+    return values["top_k"]["calibration"]["hutchpp"]["hutchinson_probe_sd"]
 
 
 def _pyhessian_version() -> str | None:
@@ -508,7 +558,9 @@ def _doc_block(results, machine, table, versions) -> str:
         f"first call, compile included: top-{cfg['k']} {r['first_call_top_k_pyhessian_over_sgdsde']:.2f}, "
         f"trace {r['first_call_trace_pyhessian_over_sgdsde']:.2f}. Hutch++ trace at PyHessian's standard error: "
         f"**{r['trace_pyhessian_over_sgdsde_hutchpp']:.2f}**, first call "
-        f"{r['first_call_trace_pyhessian_over_sgdsde_hutchpp']:.2f}."
+        f"{r['first_call_trace_pyhessian_over_sgdsde_hutchpp']:.2f}. Gauss–Newton split at PyHessian's standard "
+        f"error: **{r['trace_pyhessian_over_sgdsde_gn_split']:.2f}**, first call "
+        f"{r['first_call_trace_pyhessian_over_sgdsde_gn_split']:.2f}."
     )
     setup = (
         f"{cfg['model']}, d = {cfg['parameters']:,} parameters, N = {cfg['examples']} examples, after "
@@ -519,7 +571,11 @@ def _doc_block(results, machine, table, versions) -> str:
         f"Trace: {cfg['probes']} Rademacher probes in both (the same estimator, so the same standard error); "
         f"Hutch++: the fewest HVPs m = 2s + r whose expected standard error (pilot runs, s in "
         f"{list(HUTCHPP_SKETCHES)}) is ≤ PyHessian's {v['hutchpp']['target_stderr']:.3g} at {cfg['probes']} probes: "
-        f"s = {v['hutchpp']['sketch_size']}, r = {v['hutchpp']['residual_probes']}, m = {v['hutchpp']['hvps']}:"
+        f"s = {v['hutchpp']['sketch_size']}, r = {v['hutchpp']['residual_probes']}, m = {v['hutchpp']['hvps']}. "
+        f"Gauss–Newton split (the same network as an `sgdsde.nn` MLP): tr G = "
+        f"{v['gauss_newton_split']['gauss_newton_trace']:.5g} exactly, the residual probes' standard deviation "
+        f"{v['gauss_newton_split']['residual_sd']:.3g} (pilots) against {calibration_sd(v):.3g} for H's, so "
+        f"m = {v['gauss_newton_split']['residual_probes']} residual probes:"
     )
     checks = (
         f"Checks ({'all ok' if ch['ok'] else 'MISMATCH'}): the same model in both libraries — loss relative "
@@ -534,7 +590,13 @@ def _doc_block(results, machine, table, versions) -> str:
         f"combined standard errors; the mean of the {v['hutchpp']['calls']} Hutch++ calls, "
         f"{v['hutchpp']['mean_of_calls']:.5g} ± {v['hutchpp']['mean_of_calls_stderr']:.2g}, differs from PyHessian's by "
         f"z = {v['hutchpp']['z_hutchpp_vs_pyhessian']:+.2f}; {v['hutchpp']['calls_with_stderr_at_most_target']} of "
-        f"{v['hutchpp']['calls']} Hutch++ calls reported a standard error ≤ the target."
+        f"{v['hutchpp']['calls']} Hutch++ calls reported a standard error ≤ the target; the mean of the "
+        f"{v['gauss_newton_split']['calls']} Gauss–Newton split calls, {v['gauss_newton_split']['mean_of_calls']:.5g} ± "
+        f"{v['gauss_newton_split']['mean_of_calls_stderr']:.2g}, differs from PyHessian's by z = "
+        f"{v['gauss_newton_split']['z_gn_split_vs_pyhessian']:+.2f}, and "
+        f"{v['gauss_newton_split']['calls_with_stderr_at_most_target']} of {v['gauss_newton_split']['calls']} reported "
+        f"a standard error ≤ the target; the Flax MLP's loss equals the hand-written one to "
+        f"{ch['nn_loss_rel_diff']:.1e}."
     )
     return C.doc_block(NAME, "python benchmarks/curvature.py", results, machine, lead=lead,
                        sections=[setup, table, checks], versions=versions,

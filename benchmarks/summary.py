@@ -93,6 +93,10 @@ def curvature_rows(results: dict) -> list:
         rows.append(_row("Hessian trace, Hutch++ at PyHessian's standard error", "PyHessian `trace`",
                          ratios["trace_pyhessian_over_sgdsde_hutchpp"],
                          ratios.get("first_call_trace_pyhessian_over_sgdsde_hutchpp"), "≥ 3", results))
+    if "trace_pyhessian_over_sgdsde_gn_split" in ratios:
+        rows.append(_row("Hessian trace, Gauss–Newton split at PyHessian's standard error", "PyHessian `trace`",
+                         ratios["trace_pyhessian_over_sgdsde_gn_split"],
+                         ratios.get("first_call_trace_pyhessian_over_sgdsde_gn_split"), "≥ 3", results))
     return rows
 
 

@@ -14,6 +14,9 @@ the order of ``jax.flatten_util.ravel_pytree(params)``.
   residual bounds) and :func:`lanczos` its p = 1 case.
 - :func:`hutchinson_trace`: tr H ≈ mean of zᵀHz over Rademacher probes z, with its
   standard error; zᵀHz = d²/dε² fun(params + εz) by forward over forward mode.
+- :func:`gauss_newton_trace` and :func:`gauss_newton_split_trace` (classifiers made of dense
+  layers): tr G of the Gauss–Newton part exactly by per-example norms, and tr H = tr G +
+  Hutchinson on the residual part R = H − G, whose probes vary far less near a minimum.
 - :func:`spectral_density` and :func:`log_determinant`: stochastic Lanczos quadrature
   (SLQ): for a probe u = z/√d, uᵀ f(H) u ≈ Σ_j τ_j² f(θ_j), with θ_j the eigenvalues
   of the Lanczos tridiagonal T and τ_j the first components of its eigenvectors (exact
@@ -44,6 +47,7 @@ from ._results import (
     SpectralDensity,
     TraceEstimate,
 )
+from .gauss_newton import GaussNewtonSplitEstimate, gauss_newton_split_trace, gauss_newton_trace
 from .eigen import block_lanczos, lanczos, power_iteration, top_eigenvalues
 from .norms import finite_difference_hessian_norm, hessian_frobenius_norm, loss_along_line
 from .trace import hutchinson_trace, hutchpp_trace, log_determinant, spectral_density
@@ -63,6 +67,9 @@ __all__ = [
     "hutchinson_trace",
     "HutchppEstimate",
     "hutchpp_trace",
+    "GaussNewtonSplitEstimate",
+    "gauss_newton_trace",
+    "gauss_newton_split_trace",
     "SpectralDensity",
     "spectral_density",
     "LogDetEstimate",
