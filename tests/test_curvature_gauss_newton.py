@@ -95,6 +95,8 @@ def test_other_models_and_problems_are_refused():
     plain = sd.Problem(lambda p, ex: jnp.sum(p**2), {"x": jnp.ones((4, 2))})
     with pytest.raises(ValueError, match="classification_problem"):
         cv.gauss_newton_trace(plain, jnp.ones(2))
+    with pytest.raises(ValueError, match="classification_problem"):
+        cv.gauss_newton_trace(lambda p: jnp.sum(p**2), jnp.ones(2))
     bn, bn_params = _problem(model=sd.nn.models.MLP(num_classes=3, hidden=(4,), batch_norm=True))
     with pytest.raises(ValueError, match="batch-norm"):
         cv.gauss_newton_trace(bn, bn_params)

@@ -49,9 +49,9 @@ __all__ = ["GaussNewtonSplitEstimate", "gauss_newton_split_trace", "gauss_newton
 
 
 class GaussNewtonSplitEstimate(NamedTuple):
-    """tr H = ``gauss_newton`` + ``residual``: ``gauss_newton`` = tr G exactly (with the
-    regulariser's 2τd); ``samples``: the residual probes zᵀRz; ``mean`` = ``gauss_newton`` +
-    their mean; ``stderr``: their sample standard deviation / √n (the only random error)."""
+    """tr H ≈ ``mean`` = ``gauss_newton`` + the mean of ``samples``: ``gauss_newton`` = tr G
+    exactly (with the regulariser's 2τd); ``samples``: the residual probes zᵀRz; ``stderr``:
+    their sample standard deviation / √n (the only random error)."""
 
     mean: Float[Array, ""]
     stderr: Float[Array, ""]
@@ -150,8 +150,8 @@ def _gauss_newton_core(model: linen.Module, variables: PyTree, x: Array) -> Arra
 
 
 def _classifier(problem: Problem):
-    info = problem.info
-    if not isinstance(problem, Problem) or "model" not in info or "logits" not in info:
+    info = problem.info if isinstance(problem, Problem) else {}
+    if "model" not in info or "logits" not in info:
         raise ValueError("problem: must come from sgdsde.nn.classification_problem (it needs the model "
                          "and its logits)")
     if info.get("batch_norm"):
@@ -192,7 +192,7 @@ def gauss_newton_split_trace(
     Rademacher probes zᵀRz (forward over forward; unbiased, Var = 2Σ_{i≠j} R_ij²). The
     standard error is that of the residual probes alone; near a minimum (small residuals
     p_n − e_{y_n}) it is far below Hutchinson's on H with as many probes."""
-    model, x, y, _ = _classifier(problem)
+    _, x, y, _ = _classifier(problem)
     num_samples = _check_int(num_samples, "num_samples", 2)
     exact = gauss_newton_trace(problem, params)
     apply = problem.info["logits"]
