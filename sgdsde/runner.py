@@ -368,7 +368,7 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
     observed = start(states, problem)
     unit = "steps" if float(stepper.dt) == 1.0 else "calls"  # a call advances dt SGD steps
     bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, unit, enabled=progress)
-    unguarded = guarded_at_chunk_ends(stepper) and _nbytes(states) <= _CHECKPOINT_MAX_BYTES
+    unguarded = guarded_at_chunk_ends(stepper) and sum(x.nbytes for x in jax.tree_util.tree_leaves(states)) <= _CHECKPOINT_MAX_BYTES
     done = 0
     try:
         while done < num_steps:
@@ -433,10 +433,6 @@ def _compile(stepper: Stepper, all_observers: tuple, ctx_static: tuple, blocking
 # 0.33 s for the whole 100-step run in one program) the chunks run with per-step guards
 # instead, donated and in place: the same numbers (the guards only flag and freeze).
 _CHECKPOINT_MAX_BYTES = 256 * 2**20
-
-
-def _nbytes(tree: PyTree) -> int:
-    return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))

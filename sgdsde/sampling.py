@@ -184,8 +184,8 @@ def _subset_draw(key, state, num_examples: int, batch_size, max_size: int):
     (:mod:`sgdsde._native`) computes the same values one replica at a time with a bitset."""
     if _native_applies(key) and num_examples <= _NATIVE_SUBSET_MAX_N:
         return jax.lax.platform_dependent(
-            jax.random.key_data(key), cpu=lambda raw: _native_subset(raw, num_examples, max_size),
-            default=lambda raw: _subset_stream(key, num_examples, batch_size, max_size)), state
+            key, cpu=lambda k: _native_subset(k, num_examples, max_size),
+            default=lambda k: _subset_stream(k, num_examples, batch_size, max_size)), state
     return _subset_stream(key, num_examples, batch_size, max_size), state
 
 
@@ -198,11 +198,11 @@ def _native_applies(key) -> bool:
     return _is_threefry(key) and np.shape(key) == () and _native.available()
 
 
-def _native_subset(raw: Array, num_examples: int, max_size: int) -> Int[Array, " max_size"]:
+def _native_subset(key, num_examples: int, max_size: int) -> Int[Array, " max_size"]:
     """The subset draw by the native kernel: the same values as :func:`_subset_stream`."""
     result = jax.ShapeDtypeStruct((max_size,), jnp.int32)
     return jax.ffi.ffi_call(_native.SUBSET, result, vmap_method="broadcast_all")(
-        raw, num_examples=np.int64(num_examples), max_size=np.int64(max_size))
+        jax.random.key_data(key), num_examples=np.int64(num_examples), max_size=np.int64(max_size))
 
 
 def _subset_stream(key, num_examples: int, batch_size, max_size: int) -> Int[Array, " max_size"]:
@@ -255,19 +255,18 @@ def _epoch_draw(key, state: EpochState, num_examples, batch_size, max_size):
     (:mod:`sgdsde._native`) does the same swaps, in place, one replica at a time."""
     if _native_applies(key):
         return jax.lax.platform_dependent(
-            key, state, batch_size,
-            cpu=lambda k, s, b: _native_epoch(jax.random.key_data(k), s, num_examples, b, max_size),
-            default=lambda k, s, b: _epoch_swaps(k, s, num_examples, b, max_size))
+            key, state, cpu=lambda k, s: _native_epoch(k, s, num_examples, batch_size, max_size),
+            default=lambda k, s: _epoch_swaps(k, s, num_examples, batch_size, max_size))
     return _epoch_swaps(key, state, num_examples, batch_size, max_size)
 
 
-def _native_epoch(raw: Array, state: EpochState, num_examples: int, batch_size, max_size: int):
+def _native_epoch(key, state: EpochState, num_examples: int, batch_size, max_size: int):
     """The epoch step by the native kernel: the same values as :func:`_epoch_swaps`."""
     results = (jax.ShapeDtypeStruct((max_size,), jnp.int32), jax.ShapeDtypeStruct(state.order.shape, state.order.dtype),
                jax.ShapeDtypeStruct((), jnp.int32))
     indices, order, position = jax.ffi.ffi_call(
         _native.EPOCH, results, vmap_method="broadcast_all", input_output_aliases={1: 1})(
-        raw, state.order, state.position.astype(jnp.int32), jnp.asarray(batch_size, jnp.int32),
+        jax.random.key_data(key), state.order, state.position.astype(jnp.int32), jnp.asarray(batch_size, jnp.int32),
         num_examples=np.int64(num_examples), max_size=np.int64(max_size))
     return indices, EpochState(order, position)
 

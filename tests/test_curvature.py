@@ -418,7 +418,7 @@ def test_hutchpp_host_loop_equals_the_compiled_program(net, x64):
     compiled = jax.jit(lambda p: cv.hutchpp_trace(fun, p, key=key, num_products=16, sketch_size=4))(params)
     assert host.samples.shape == compiled.samples.shape == (8,)
     # each vᵀHv sums d² terms v_i H_ij v_j with |v_i| ≤ 1 (rows of Q are unit vectors; w = (I − QQᵀ)z
-    # has entries ≤ 1 + s·max|Q|·‖z‖ — bounded here by √d·(1 + s)): the rounding of that sum, and
+    # has entries ≤ 1 + Σ_k |Q_ki||q_k·z| ≤ 1 + s·√d, as |Q_ki| ≤ 1 and ‖z‖ = √d): the rounding of that sum, and
     # of the QR and projections that form v, relative to Σ|H_ij| times the entries' size squared
     entry = 1 + 4 * np.sqrt(net["d"])
     atol = rounding_atol(np.abs(net["hessian"]).sum() * entry**2, 4 * net["d"])

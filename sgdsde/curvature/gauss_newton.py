@@ -59,6 +59,10 @@ class GaussNewtonSplitEstimate(NamedTuple):
     gauss_newton: Float[Array, ""]
 
 
+def _is_dense_call(context) -> bool:
+    return isinstance(context.module, linen.Dense) and context.method_name == "__call__"
+
+
 class _DenseCall(NamedTuple):
     input_shape: tuple
     output: jax.ShapeDtypeStruct
@@ -72,7 +76,7 @@ def _dense_layout(model: linen.Module, variables: PyTree, x: Array) -> list[_Den
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        if isinstance(context.module, linen.Dense) and context.method_name == "__call__":
+        if _is_dense_call(context):
             layout.append(_DenseCall(tuple(args[0].shape), jax.ShapeDtypeStruct(out.shape, out.dtype),
                                      bool(context.module.use_bias), tuple(context.module.scope.path)))
         return out
@@ -91,7 +95,7 @@ def _dense_pass(model: linen.Module, variables: PyTree, x: Array, shifts: list):
     inputs = []
 
     def interceptor(next_fun, args, kwargs, context):
-        if not (isinstance(context.module, linen.Dense) and context.method_name == "__call__"):
+        if not _is_dense_call(context):
             return next_fun(*args, **kwargs)
         inputs.append(args[0])
         return next_fun(*args, **kwargs) + shifts[len(inputs) - 1]
@@ -131,9 +135,10 @@ def _check_dense_model(model: linen.Module, variables: PyTree, x: Array) -> None
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _gauss_newton_core(model: linen.Module, variables: PyTree, x: Array) -> Array:
-    """tr G = (1/N) Σ_k Σ_layers Σ_n ‖δ_lkn‖² (‖a_ln‖² + [bias]) for the cotangents
-    u_nk = √p_nk (e_k − p_n) of the logits (the columns of M_n's factor)."""
+def _gauss_newton_core(model: linen.Module, variables: PyTree, x: Array) -> tuple[Array, Array]:
+    """(tr G, p): tr G = (1/N) Σ_k Σ_layers Σ_n ‖δ_lkn‖² (‖a_ln‖² + [bias]) for the cotangents
+    u_nk = √p_nk (e_k − p_n) of the logits (the columns of M_n's factor), and the
+    probabilities p_n = softmax f_n (for the residuals of the split, without another pass)."""
     layout = _dense_layout(model, variables, x)
     zero = [jnp.zeros(call.output.shape, call.output.dtype) for call in layout]
     logits, vjp, inputs = jax.vjp(lambda s: _dense_pass(model, variables, x, s), zero, has_aux=True)
@@ -146,7 +151,7 @@ def _gauss_newton_core(model: linen.Module, variables: PyTree, x: Array) -> Arra
         a = a.astype(delta.dtype)  # float32 data with float64 params: the norms in float64
         norms = jnp.sum(a * a, axis=-1) + (1.0 if call.use_bias else 0.0)  # ‖a_n‖² (+1: bias), [n]
         total = total + jnp.sum(jnp.sum(delta * delta, axis=-1) * norms[None, :])
-    return total / x.shape[0]
+    return total / x.shape[0], p
 
 
 def _classifier(problem: Problem):
@@ -165,10 +170,16 @@ def gauss_newton_trace(problem: Problem, params: PyTree) -> Float[Array, ""]:
     the Gauss–Newton (here also Fisher) part of tr H, by per-example norms of dense layers
     (module docstring). ``problem`` from :func:`sgdsde.nn.classification_problem` with a
     network of dense layers; costs about C backward passes of the activations."""
+    return _gauss_newton_and_probabilities(problem, params)[0]
+
+
+def _gauss_newton_and_probabilities(problem: Problem, params: PyTree) -> tuple[Array, Array]:
+    """(tr G + 2τd, softmax of the logits) after the checks of :func:`gauss_newton_trace`."""
     model, x, _, weight_decay = _classifier(problem)
     d = _check_params(params)
     _check_dense_model(model, params, x[:1])
-    return _gauss_newton_core(model, params, x) + 2.0 * weight_decay * d
+    trace, p = _gauss_newton_core(model, params, x)
+    return trace + 2.0 * weight_decay * d, p
 
 
 @functools.lru_cache(maxsize=None)
@@ -194,9 +205,8 @@ def gauss_newton_split_trace(
     p_n − e_{y_n}) it is far below Hutchinson's on H with as many probes."""
     _, x, y, _ = _classifier(problem)
     num_samples = _check_int(num_samples, "num_samples", 2)
-    exact = gauss_newton_trace(problem, params)
+    exact, p = _gauss_newton_and_probabilities(problem, params)
     apply = problem.info["logits"]
-    logits = apply(params, x)
-    residual = jax.nn.softmax(logits, axis=-1) - jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
+    residual = p - jax.nn.one_hot(y, p.shape[-1], dtype=p.dtype)
     rest = hutchinson_trace(Partial(_residual_term(apply), residual, x), params, key=key, num_samples=num_samples)
     return GaussNewtonSplitEstimate(exact + rest.mean, rest.stderr, rest.samples, exact)
