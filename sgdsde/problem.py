@@ -16,7 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 from jaxtyping import Array, Float, Int
+
+from ._checks import eval_shape_cached
 
 PyTree = Any
 
@@ -200,8 +203,9 @@ class Problem:
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
         try:  # every user function runs here (abstractly), so shape errors surface now
-            jax.eval_shape(self.per_example_losses, params)
-            jax.eval_shape(self.loss, params)
+            # cached by shapes: a warm sd.run does not trace the loss again
+            eval_shape_cached(Partial(Problem.per_example_losses, self), params)
+            eval_shape_cached(Partial(Problem.loss, self), params)
         except NotScalarError:
             raise
         except Exception as err:

@@ -321,6 +321,27 @@ def test_hutchinson_exact_expectation_and_batched_probes(x64):
     np.testing.assert_allclose(np.asarray(batched.samples), seq, rtol=0, atol=atol)
 
 
+def test_repeated_calls_do_not_trace_the_loss_again():
+    """The argument check (an abstract evaluation of fun) is cached by the shapes of fun and
+    params, and the probe programs by JAX: a second hutchinson_trace with the same loss and
+    shapes traces the loss no more; other shapes are traced (and checked) anew."""
+    traces = []
+
+    def loss(p):
+        traces.append(None)  # runs only while JAX traces the function
+        return jnp.sum(jnp.tanh(p["w"]) ** 2)
+
+    params = {"w": jnp.linspace(-1.0, 1.0, 20)}
+    cv.hutchinson_trace(loss, params, key=jax.random.key(0), num_samples=4)
+    first = len(traces)
+    cv.hutchinson_trace(loss, {"w": -params["w"]}, key=jax.random.key(1), num_samples=4)
+    assert len(traces) == first
+    cv.hutchinson_trace(loss, {"w": jnp.linspace(-1.0, 1.0, 21)}, key=jax.random.key(1), num_samples=4)
+    assert len(traces) > first
+    with pytest.raises(ValueError, match="scalar"):  # a cached success does not hide a new failure
+        cv.hutchinson_trace(lambda p: p["w"] * 1.0, params, key=jax.random.key(0), num_samples=4)
+
+
 def test_hutchinson_host_loop_equals_the_compiled_loop(net, x64):
     """Called with concrete arguments and no batch_size, hutchinson_trace runs its probes in a
     Python loop over one compiled probe (a shorter first compile); under jax.jit it runs them

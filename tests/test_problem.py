@@ -306,6 +306,36 @@ def test_check_params_that_do_not_fit():
         problem.check_params({})
 
 
+def test_check_params_traces_the_loss_once_per_signature():
+    """The abstract check is cached by (problem, parameter shapes): a repeated check (every
+    warm ``sd.run``) does not trace the user's loss again, while other shapes, other data
+    shapes and a new problem are still checked."""
+    traces = []
+
+    def per_example_loss(theta, x):
+        traces.append(None)  # runs only while JAX traces the function
+        return jnp.sum(theta * x) ** 2
+
+    problem = sd.Problem(per_example_loss, jnp.ones((5, 2)))
+    problem.check_params(jnp.zeros(2))
+    first = len(traces)
+    assert first > 0
+    problem.check_params(jnp.ones(2))  # same shapes, other values: cached
+    sd.run(jax.random.key(0), sd.sgd("iid"), problem, sd.Hyper(0.1, 2), jnp.zeros(2), 1)
+    assert len(traces) > first  # the run itself traces (and compiles) once
+    after_run = len(traces)
+    problem.check_params(jnp.zeros(2))
+    assert len(traces) == after_run
+    with pytest.raises(ValueError, match="does not fit"):  # other shapes: checked
+        problem.check_params(jnp.zeros(3))
+    with pytest.raises(ValueError, match="does not fit"):  # other data shapes: checked
+        sd.Problem(per_example_loss, jnp.ones((5, 3))).check_params(jnp.zeros(2))
+    with pytest.raises(ValueError, match="floating"):  # value checks are never cached
+        problem.check_params(jnp.zeros(2, jnp.int32))
+    with pytest.raises(ValueError, match="non-finite"):
+        problem.check_params(jnp.array([0.0, jnp.nan]))
+
+
 def test_check_params_rejects_non_scalar_per_example_loss():
     problem = sd.Problem(lambda theta, x: theta * x, jnp.ones((5, 2)))  # returns shape (2,)
     with pytest.raises(ValueError, match="per_example_loss"):

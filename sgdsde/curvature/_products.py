@@ -13,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 from jaxtyping import Array, Float
 
+from .._checks import eval_shape_cached
 from .._checks import typed_key as _typed_key
 
 
@@ -59,7 +60,7 @@ def _check_params(params: PyTree, name: str = "params") -> int:
 
 def _check_scalar_loss(fun: Partial, params: PyTree) -> None:
     try:
-        out = jax.eval_shape(fun, params)
+        out = eval_shape_cached(fun, params)  # cached by shapes: repeated calls trace fun once
     except Exception as err:
         raise ValueError(
             f"fun: evaluating fun(params) failed ({type(err).__name__}: {err})"
