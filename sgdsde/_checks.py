@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_int", "check_number", "typed_key", "is_traced", "eval_shape_cached"]
+__all__ = ["check_int", "check_number", "typed_key", "is_traced", "eval_shape_cached", "memoize_abstract"]
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -58,31 +58,45 @@ def is_traced(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def _signature(tree) -> tuple:
-    """(treedef, leaf specs): all that abstract evaluation of ``tree`` depends on. Functions
-    in a treedef (a ``Partial``'s, a Problem's) and a Problem's ``info`` compare by identity."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    specs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in map(jax.typeof, leaves))
-    return treedef, specs
+def _abstract(leaf):
+    """An array leaf (jax, NumPy, Python number) as its ShapeDtypeStruct; anything else (a
+    Flax module, a function) as itself, compared by its own equality."""
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, complex)):
+        a = jax.typeof(leaf)
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+    return leaf
 
 
-@functools.lru_cache(maxsize=256)
-def _eval_shape_of(fun_def, fun_specs, args_def, args_specs):
-    fun = jax.tree_util.tree_unflatten(fun_def, fun_specs)
-    args = jax.tree_util.tree_unflatten(args_def, args_specs)
-    return jax.eval_shape(lambda f, a: f(*a), fun, args)
+def memoize_abstract(fn):
+    """``fn(*trees)`` evaluated on abstract arguments (every array leaf a ShapeDtypeStruct, as
+    under ``jax.jit``) and cached by what that depends on: the tree structures (functions in
+    a ``Partial``'s or a Problem's treedef, and a Problem's ``info``, compare by identity),
+    the leaves' shapes and dtypes, and the other leaves. For the checks that trace a user's
+    function before a run: a repeated call with the same function and shapes does not
+    trace it again (a warm one-step ``sd.run`` spent 5 of its 7 ms there). A failure is
+    not cached; an unhashable argument is evaluated every time."""
+
+    @functools.lru_cache(maxsize=256)
+    def cached(*signature):
+        return fn(*(jax.tree_util.tree_unflatten(treedef, leaves) for treedef, leaves in signature))
+
+    @functools.wraps(fn)
+    def call(*trees):
+        signature = []
+        for tree in trees:
+            leaves, treedef = jax.tree_util.tree_flatten(tree)
+            signature.append((treedef, tuple(map(_abstract, leaves))))
+        try:
+            hash(tuple(signature))
+        except TypeError:
+            return cached.__wrapped__(*signature)
+        return cached(*signature)
+
+    return call
 
 
+@memoize_abstract
 def eval_shape_cached(fun, *args):
-    """``jax.eval_shape(fun, *args)`` for a pytree callable (a ``jax.tree_util.Partial``, whose
-    arrays are abstract here as under ``jax.jit``), cached by the shapes, dtypes and tree
-    structure of ``fun`` and ``args``. The checks that trace a user's loss before a run use
-    it, so that a repeated call with the same function and shapes does not trace it again
-    (a warm one-step ``sd.run`` spent 5 of its 7 ms there). A failure is not cached; an
-    unhashable structure is evaluated uncached."""
-    key = (*_signature(fun), *_signature(args))
-    try:
-        hash(key)
-    except TypeError:
-        return jax.eval_shape(fun, *args)
-    return _eval_shape_of(*key)
+    """``jax.eval_shape(fun, *args)`` for a pytree callable (e.g. a ``jax.tree_util.Partial``),
+    cached by :func:`memoize_abstract` (``fun``'s own arrays are abstract too)."""
+    return jax.eval_shape(lambda f, *a: f(*a), fun, *args)

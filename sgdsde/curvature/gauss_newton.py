@@ -39,6 +39,7 @@ from jax.tree_util import Partial
 from jaxtyping import Array, Float
 
 from .._checks import check_int as _check_int
+from .._checks import memoize_abstract
 from ..problem import Problem
 from ._products import _check_params
 from .trace import hutchinson_trace
@@ -70,8 +71,10 @@ class _DenseCall(NamedTuple):
     path: tuple
 
 
-def _dense_layout(model: linen.Module, variables: PyTree, x: Array) -> list[_DenseCall]:
-    """Every ``linen.Dense`` call of ``model.apply(variables, x)``, in order (shapes only)."""
+@memoize_abstract
+def _dense_layout(model: linen.Module, variables: PyTree, x: Array) -> tuple[_DenseCall, ...]:
+    """Every ``linen.Dense`` call of ``model.apply(variables, x)``, in order (shapes only;
+    traced once per model and shapes)."""
     layout = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -81,12 +84,12 @@ def _dense_layout(model: linen.Module, variables: PyTree, x: Array) -> list[_Den
                                      bool(context.module.use_bias), tuple(context.module.scope.path)))
         return out
 
-    def run(v):
+    def run(v, inputs):
         with linen.intercept_methods(interceptor):
-            return model.apply(v, x)
+            return model.apply(v, inputs)
 
-    jax.eval_shape(run, variables)
-    return layout
+    jax.eval_shape(run, variables, x)
+    return tuple(layout)
 
 
 def _dense_pass(model: linen.Module, variables: PyTree, x: Array, shifts: list):
