@@ -71,18 +71,18 @@ def memoize_abstract(fn):
     """``fn(*trees)`` evaluated on abstract arguments (every array leaf a ShapeDtypeStruct, as
     under ``jax.jit``) and cached by what that depends on: the tree structures (functions in
     a ``Partial``'s or a Problem's treedef, and a Problem's ``info``, compare by identity),
-    the leaves' shapes and dtypes, and the other leaves. For the checks that trace a user's
+    the leaves' shapes and dtypes, the other leaves, and whether x64 is on. For the checks that trace a user's
     function before a run: a repeated call with the same function and shapes does not
     trace it again (a warm one-step ``sd.run`` spent 5 of its 7 ms there). A failure is
     not cached; an unhashable argument is evaluated every time."""
 
     @functools.lru_cache(maxsize=256)
-    def cached(*signature):
+    def cached(x64, *signature):  # x64: default dtypes inside fn follow jax_enable_x64
         return fn(*(jax.tree_util.tree_unflatten(treedef, leaves) for treedef, leaves in signature))
 
     @functools.wraps(fn)
     def call(*trees):
-        signature = []
+        signature = [bool(jax.config.jax_enable_x64)]
         for tree in trees:
             leaves, treedef = jax.tree_util.tree_flatten(tree)
             signature.append((treedef, tuple(map(_abstract, leaves))))

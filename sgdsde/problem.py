@@ -204,8 +204,8 @@ class Problem:
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
         try:  # every user function runs here (abstractly), so shape errors surface now
             # cached by shapes: a warm sd.run does not trace the loss again
-            eval_shape_cached(Partial(Problem.per_example_losses, self), params)
-            eval_shape_cached(Partial(Problem.loss, self), params)
+            eval_shape_cached(Partial(type(self).per_example_losses, self), params)
+            eval_shape_cached(Partial(type(self).loss, self), params)
         except NotScalarError:
             raise
         except Exception as err:

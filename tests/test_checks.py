@@ -62,3 +62,13 @@ def test_eval_shape_cached_makes_a_partials_arrays_abstract():
     assert out.shape == () and out.dtype == jnp.float32
     with pytest.raises(TypeError):  # other shapes: evaluated, and the failure raised
         eval_shape_cached(fun, jnp.ones((2, 4)))
+
+
+def test_memoize_abstract_keys_on_x64():
+    """Default dtypes inside fn follow jax_enable_x64, so the cache keeps the two apart."""
+    zeros_dtype = memoize_abstract(lambda x: str(jnp.zeros(2).dtype))
+    x = np.ones(2, np.float32)
+    assert zeros_dtype(x) == "float32"
+    with jax.enable_x64(True):
+        assert zeros_dtype(x) == "float64"
+    assert zeros_dtype(x) == "float32"
