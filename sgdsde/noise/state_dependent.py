@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 
+from .._checks import eval_shape_cached
 from ..problem import _float_dtype
 from .base import NoiseModel, PyTree, _check_flag, _check_float_params, _flat, _noise_dataclass
 
@@ -82,7 +84,7 @@ class FromFunction(NoiseModel):
     def _shape(self, params):
         structs = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), params)
         try:
-            out = jax.eval_shape(self.b, structs)
+            out = eval_shape_cached(Partial(self.b), structs)  # once per b and shapes (each sd.run checks)
         except Exception as err:
             raise ValueError(f"b: evaluating b(params) failed: {type(err).__name__}: {err}") from err
         if not isinstance(out, jax.ShapeDtypeStruct):
