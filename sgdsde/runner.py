@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import sys
 import time
 import warnings
@@ -50,7 +49,6 @@ from .schedules import Schedule
 from .simulation import (
     DIVERGENCE,
     Simulation,
-    _core,
     _simulate,
     check_arguments,
     guarded_at_chunk_ends,
@@ -351,15 +349,17 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
     :func:`sgdsde.simulate` to float rounding (bit for bit with ``config_block``)."""
     parts = layout.num_devices if layout is not None and layout.axis == "configs" else 1
     blocking = (parts, block) if block is not None else None
+    keys = replica_keys(key, replicas)
+    params = initial_params(init_params, keys, problem)
+    flat_hyper = hyper.flatten_grid()
     if layout is None:
-        keys, flat_hyper, padded = _plain_inputs(key, hyper, replicas, configs, block)
-        states = _initial_states(stepper, problem, initial_params(init_params, keys, problem), padded)
+        padded = -(-configs // block) * block if block is not None else configs
+        flat_hyper = sharding_lib.pad_configs(flat_hyper, configs, padded)
+        states = _initial_states(stepper, problem, params, padded)
         gather = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x)[:configs], tree)
     else:
-        keys = replica_keys(key, replicas)
-        params = initial_params(init_params, keys, problem)
         states = layout.place_states(jax.vmap(lambda p: stepper.init(p, problem))(params))
-        flat_hyper = layout.place(layout.pad_configs(hyper.flatten_grid()), layout.hyper_sharding)
+        flat_hyper = layout.place(layout.pad_configs(flat_hyper), layout.hyper_sharding)
         keys = layout.place(keys, layout.key_sharding)
         problem = layout.place(problem, layout.replicated)
         gather = layout.gather
@@ -368,7 +368,7 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
     observed = start(states, problem)
     unit = "steps" if float(stepper.dt) == 1.0 else "calls"  # a call advances dt SGD steps
     bar = Progress(f"sgdsde.run [{stepper.name}]", num_steps, unit, enabled=progress)
-    unguarded = _starts_unguarded(stepper, states)
+    unguarded = guarded_at_chunk_ends(stepper) and sum(x.nbytes for x in jax.tree_util.tree_leaves(states)) <= _CHECKPOINT_MAX_BYTES
     done = 0
     try:
         while done < num_steps:
@@ -396,50 +396,6 @@ def _run_in_pieces(key, stepper, problem, hyper, init_params, num_steps, replica
     observations = {o.name: to_grid(gather(r), grid_shape) for o, r in zip(all_observers, results)}
     divergence = observations.pop("divergence")
     return Simulation(observations, divergence["diverged"], divergence["step"], to_grid(gather(states), grid_shape))
-
-
-def _plain_inputs(key, hyper: Hyper, replicas: int, configs: int, block: int | None):
-    """(replica keys, flat hyperparameters padded to whole blocks, padded configuration
-    count) of a run on the default device."""
-    padded = -(-configs // block) * block if block is not None else configs
-    return replica_keys(key, replicas), sharding_lib.pad_configs(hyper.flatten_grid(), configs, padded), padded
-
-
-def _starts_unguarded(stepper: Stepper, states) -> bool:
-    """Whether chunks run without per-step guards (a finiteness check at their ends)."""
-    nbytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(states))
-    return guarded_at_chunk_ends(stepper) and nbytes <= _CHECKPOINT_MAX_BYTES
-
-
-def lower_run(key, stepper: Stepper, problem: Problem, hyper: Hyper, init_params, num_steps: int, *,
-              replicas: int = 1, observers=None, clock: str | None = None,
-              config_block: int | None = None) -> list[jax.stages.Lowered]:
-    """The programs that :func:`run` with these arguments (on the default device, in one
-    chunk: how :func:`sgdsde.sweep.run_sweep` calls it) compiles, traced and lowered in this
-    thread but not compiled. Compiling them — in worker threads: XLA compiles without
-    holding the GIL — fills JAX's caches, so that the run itself compiles none of them
-    (tests/test_runner.py). The initial parameters are evaluated abstractly; nothing runs.
-    A program a run compiles only after a divergence (the guarded steps) is not included."""
-    hyper, num_steps, replicas, observers, clock = _check_run_arguments(
-        stepper, problem, hyper, num_steps, replicas, observers, clock)
-    all_observers = tuple(observers) + (DIVERGENCE,)
-    grid_shape = hyper.grid_shape
-    configs = int(np.prod(grid_shape)) if grid_shape else 1
-    block = check_int(config_block, "config_block", 1) if config_block is not None and configs > 1 else None
-    keys, flat_hyper, padded = _plain_inputs(typed_key(key), hyper, replicas, configs, block)
-    params = jax.eval_shape(lambda k: initial_params(init_params, k, problem), keys)
-    if block is None:  # run's plain path: sd.simulate's one program (unguarded where it can be)
-        core = _core(stepper, all_observers, num_steps, replicas, grid_shape, not guarded_at_chunk_ends(stepper))
-        return [core.lower(params, hyper.flatten_grid(), problem, keys)]
-    start, advance, finish, advance_unguarded = _compile(stepper, all_observers, (num_steps, replicas), (1, block))
-    programs = [_initial_states.lower(stepper, problem, params, padded)]
-    states = programs[0].out_info
-    programs.append(start.lower(states, problem))
-    observed = programs[1].out_info
-    chunk = advance_unguarded if _starts_unguarded(stepper, states) else advance
-    programs.append(chunk.lower(states, observed, flat_hyper, problem, keys, jnp.int32(0), num_steps))
-    programs.append(finish.lower(states, observed, problem))
-    return programs
 
 
 @functools.lru_cache(maxsize=64)

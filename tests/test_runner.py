@@ -310,31 +310,3 @@ def test_steppers_without_an_unguarded_step_are_guarded_every_step(quadratic64, 
         sd.run(jax.random.key(0), user, quadratic64, sd.Hyper(0.1, 8), jnp.ones(3), 30, replicas=2)
         sd.run(jax.random.key(0), user, quadratic64, sd.Hyper(0.1, 8), jnp.ones(3), 30, replicas=2, chunk_size=10)
     assert calls == [("run", True)] + [("chunk", True)] * 3
-
-
-@pytest.mark.parametrize("config_block", [None, 2])
-def test_lower_run_compiled_in_a_thread_leaves_the_run_nothing_to_compile(config_block):
-    """sgdsde.runner.lower_run gives the very programs run compiles (its one-program path
-    without config_block, the chunked pieces with it): compiled in a worker thread, they are
-    found in JAX's caches, and the run compiles none of its programs itself."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from _compiles import compiles
-    from sgdsde import runner
-
-    # a problem of its own (fresh functions), so that no earlier test has compiled its programs
-    problem = sd.Problem(lambda theta, x: jnp.sum((theta - x) ** 2) + 0.1 * jnp.sum(theta ** 4),
-                         jnp.linspace(-1.0, 1.0, 24).reshape(12, 2))
-    args = (jax.random.key(1), sd.sgd("subset"), problem, sd.Hyper(jnp.asarray([0.05, 0.1, 0.2]), 4),
-            jnp.asarray([1.0, 0.5]), 20)
-    kwargs = dict(replicas=3, observers=[sd.observers.endpoint(), sd.observers.loss_curve(every=5)],
-                  config_block=config_block)
-    lowered = runner.lower_run(*args, **kwargs)
-    with compiles() as ahead, ThreadPoolExecutor(1, thread_name_prefix="ahead") as pool:
-        list(pool.map(lambda program: program.compile(), lowered))
-    names = {name for _, name in ahead}
-    assert len(ahead) == len(lowered) and all(thread.startswith("ahead") for thread, _ in ahead)
-    with compiles() as during:
-        result = runner.run(*args, **kwargs)
-    assert not [name for _, name in during if name in names], during  # only small eager ops compile
-    assert result["endpoint"].shape == (3, 3, 2) and np.all(np.isfinite(result["endpoint"]))

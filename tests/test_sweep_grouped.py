@@ -80,30 +80,3 @@ def test_grouped_equals_masked_to_rounding(tmp_path, sampling):
     assert atol < 1e-3  # far below the SGD noise that different minibatches would leave
     spread = np.abs(grouped["endpoint"][:, 0] - grouped["endpoint"][:, 2]).max()  # S = 2 vs 32
     assert spread > 100 * atol
-
-
-def test_later_groups_compile_in_worker_threads_once(tmp_path, monkeypatch):
-    """run_sweep compiles later batch-size groups' programs in worker threads while earlier
-    chunks run (sgdsde.runner.lower_run), and compiles nothing twice: every program it
-    compiles ahead is compiled as often as in a sweep without compiling ahead (where
-    lower_run fails, it is skipped). The numbers are those of plain runs (the test above)."""
-    from _compiles import compiles
-
-    def fresh_problem():  # new functions: nothing of them cached by earlier tests
-        return sd.Problem(lambda theta, x: jnp.sum((theta - x) ** 2) + 0.1 * jnp.sum(theta ** 4),
-                          jnp.linspace(-1.0, 1.0, 64).reshape(32, 2))
-
-    def names(problem, folder):
-        with compiles() as log:
-            sweep.run_sweep(tmp_path / folder, jax.random.key(1), sd.sgd("iid"), problem, HYPER, INIT, STEPS,
-                            replicas=REPLICAS, config_block=BLOCK, configs_per_chunk=3, progress=False)
-        return log
-
-    with monkeypatch.context() as patch:
-        patch.setattr(sweep._run.runner, "lower_run", lambda *a, **k: 1 / 0)
-        alone = names(fresh_problem(), "alone")
-    ahead = names(fresh_problem(), "ahead")
-    in_workers = {name for thread, name in ahead if thread.startswith("sgdsde-sweep-compile")}
-    assert in_workers and not any(thread.startswith("sgdsde-sweep-compile") for thread, _ in alone)
-    count = lambda log, name: sum(n == name for _, n in log)
-    assert {name: count(ahead, name) for name in in_workers} == {name: count(alone, name) for name in in_workers}

@@ -153,20 +153,11 @@ def run_sweep(
     # an interrupted sweep still writes every chunk it finished before stopping
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgdsde-sweep-writer")
     writes = []
-
-    def chunk_hyper(batch_size, chunk):
-        padded = np.asarray(chunk + [chunk[-1]] * (per_chunk - len(chunk)))
-        # a group of one batch size S draws at S: no masked work (S_max of the grid when not grouped)
-        return Hyper(*(_take(v, padded) for v in values), max_batch_size=batch_size or hyper.max_batch_size)
-
-    compile_ahead = _CompileAhead(
-        [(b, chunk_hyper(b, c)) for b, c in chunks] if devices is None and processes == 1 else [],
-        lambda sub: runner.lower_run(key, stepper, problem, sub, init_params, num_steps, replicas=replicas,
-                                     observers=observers, clock=clock, config_block=config_block))
     try:
         for number, (batch_size, chunk) in enumerate(chunks, start=1):
-            sub = chunk_hyper(batch_size, chunk)
-            compile_ahead.before(batch_size)
+            padded = np.asarray(chunk + [chunk[-1]] * (per_chunk - len(chunk)))
+            # a group of one batch size S draws at S: no masked work (S_max of the grid when not grouped)
+            sub = Hyper(*(_take(v, padded) for v in values), max_batch_size=batch_size or hyper.max_batch_size)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", runner.DivergenceWarning)  # reported once, at the end
                 result = runner.run(key, stepper, problem, sub, init_params, num_steps, replicas=replicas,
@@ -214,7 +205,6 @@ def run_sweep(
                 else:
                     bar.update(done_now)
     finally:
-        compile_ahead.close()
         writer.shutdown(wait=True)
     for write in writes:
         write.result()  # a failed write raises here
@@ -234,47 +224,6 @@ def run_sweep(
             stacklevel=2,
         )
     return result
-
-
-class _CompileAhead:
-    """Compiles the programs of the sweep's later batch-size groups in worker threads while
-    the current chunk runs (each group is one set of programs: its batch size is static).
-    A group's programs are traced and lowered in the calling thread
-    (:func:`sgdsde.runner.lower_run`: JAX's configuration is thread-local), then compiled by
-    a worker (XLA compiles without holding the GIL), so its first chunk finds them in JAX's
-    caches; :meth:`before` waits for a group still compiling rather than compile it twice.
-    At most ``workers`` groups are in flight. Only on the default device in one process:
-    sharded programs must be launched in the same order by every process. A compile that
-    fails is left to the run itself, which then raises the error where it belongs."""
-
-    def __init__(self, groups: list, lower: Callable):
-        self.order, seen = [], set()
-        for batch_size, sub in groups[1:]:  # the first chunk compiles at once, in this thread
-            if batch_size not in seen and batch_size != groups[0][0]:
-                seen.add(batch_size)
-                self.order.append((batch_size, sub))
-        self.lower, self.futures = lower, {}
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = min(len(self.order), 4, max(1, cores))
-        self.pool = ThreadPoolExecutor(self.workers, "sgdsde-sweep-compile") if self.workers else None
-
-    def before(self, batch_size) -> None:
-        """Before a chunk of ``batch_size`` runs: wait for its programs if they are being
-        compiled, and keep the next groups compiling."""
-        future = self.futures.get(batch_size)
-        if future is not None:
-            future.exception()  # waits; an error surfaces in the run
-        while self.order and sum(not f.done() for f in self.futures.values()) < self.workers:
-            group, sub = self.order.pop(0)
-            try:
-                programs = self.lower(sub)
-            except Exception:  # noqa: BLE001 — the run itself raises it, in context
-                continue
-            self.futures[group] = self.pool.submit(lambda ps=programs: [p.compile() for p in ps])
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_chunk(files: list) -> None:
