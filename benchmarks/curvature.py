@@ -427,14 +427,11 @@ def main(argv=None) -> dict:
     pooled_se = {name: float(v.std(ddof=1) / math.sqrt(v.size)) for name, v in pooled.items()}
     z_trace = (pooled_mean["sgdsde"] - pooled_mean["pyhessian"]) / math.hypot(*pooled_se.values())
     # Hutch++: the mean of its calls (independent keys) against PyHessian's pooled probes
-    pp = np.asarray(hutchpp_runs, np.float64)
-    pp_mean, pp_se = float(pp[:, 0].mean()), float(np.sqrt(np.sum(pp[:, 1] ** 2)) / len(pp))
-    z_hutchpp = (pp_mean - pooled_mean["pyhessian"]) / math.hypot(pp_se, pooled_se["pyhessian"])
+    reference_mean = (pooled_mean["pyhessian"], pooled_se["pyhessian"])
     tr_pp = timings["sgdsde_hutchpp"].result
-    gc = np.asarray(gn_calls, np.float64)
-    gc_mean, gc_se = float(gc[:, 0].mean()), float(np.sqrt(np.sum(gc[:, 1] ** 2)) / len(gc))
-    z_gn = (gc_mean - pooled_mean["pyhessian"]) / math.hypot(gc_se, pooled_se["pyhessian"])
+    pp = _calls_summary(hutchpp_runs, target_se, tr_pp, reference_mean, "z_hutchpp_vs_pyhessian")
     tr_gn = timings["sgdsde_gn_split"].result
+    gc = _calls_summary(gn_calls, target_se, tr_gn, reference_mean, "z_gn_split_vs_pyhessian")
     pyhessian_hvps = max(calibration["pyhessian"][-1]["hvps"])
     hvps = {"sgdsde_lanczos": settings["lanczos"], "sgdsde_block": settings["block"] // a.block_size * a.block_size,
             "pyhessian_topk": pyhessian_hvps, "sgdsde_trace": n, "pyhessian_trace": n,
@@ -449,19 +446,13 @@ def main(argv=None) -> dict:
                   "pooled_probes": {name: int(v.size) for name, v in pooled.items()}, "pooled_mean": pooled_mean,
                   "pooled_stderr": pooled_se, "z_sgdsde_vs_pyhessian": z_trace},
         "hutchpp": {"sketch_size": hutchpp["sketch_size"], "residual_probes": hutchpp["residual_probes"],
-                    "hvps": hutchpp["hvps"], "target_stderr": target_se, "last": float(tr_pp.mean),
-                    "last_stderr": float(tr_pp.stderr), "last_deflated": float(tr_pp.deflated),
-                    "calls": len(pp), "reported_stderr": pp[:, 1].tolist(),
-                    "calls_with_stderr_at_most_target": int(np.sum(pp[:, 1] <= target_se)),
-                    "mean_of_calls": pp_mean, "mean_of_calls_stderr": pp_se, "z_hutchpp_vs_pyhessian": z_hutchpp},
-        "gauss_newton_split": {**gn, "target_stderr": target_se, "last": float(tr_gn.mean),
-                               "last_stderr": float(tr_gn.stderr), "calls": len(gc), "reported_stderr": gc[:, 1].tolist(),
-                               "calls_with_stderr_at_most_target": int(np.sum(gc[:, 1] <= target_se)),
-                               "mean_of_calls": gc_mean, "mean_of_calls_stderr": gc_se, "z_gn_split_vs_pyhessian": z_gn},
+                    "hvps": hutchpp["hvps"], **pp, "last_deflated": float(tr_pp.deflated)},
+        "gauss_newton_split": {**gn, **gc},
     }
     accurate = all(max(v) <= a.rel_tol for v in errors.values())
     ok = (checks["hvp_max_rel_diff"] < 1e-3 and checks["loss_rel_diff"] < 1e-5 and abs(z_trace) < 4
-          and abs(z_hutchpp) < 4 and abs(z_gn) < 4 and checks["nn_loss_rel_diff"] < 1e-5 and accurate)
+          and abs(pp["z_hutchpp_vs_pyhessian"]) < 4 and abs(gc["z_gn_split_vs_pyhessian"]) < 4
+          and checks["nn_loss_rel_diff"] < 1e-5 and accurate)
     checks["ok"], checks["timed_top_k_accurate"] = bool(ok), bool(accurate)
     best_sgdsde = min(("sgdsde_lanczos", "sgdsde_block"), key=lambda name: timings[name].median)
 
@@ -532,6 +523,20 @@ def main(argv=None) -> dict:
     C.finish(NAME, results, machine, began=began, suffix=suffix, write_docs=not (a.quick or a.tag or a.no_docs),
              render=lambda: _doc_block(results, machine, (header, rows), versions), versions=versions, doc=DOC)
     return results
+
+
+def _calls_summary(runs: list, target_se: float, last, reference: tuple, z_name: str) -> dict:
+    """The timed calls of an estimator reporting its own standard error (``runs``: (estimate,
+    reported se) per call, independent keys): the target, the last call, the reported
+    errors against the target, and the mean of the calls against PyHessian's pooled probes
+    (``reference`` = (mean, standard error)) as a z-score."""
+    runs = np.asarray(runs, np.float64)
+    mean, se = float(runs[:, 0].mean()), float(np.sqrt(np.sum(runs[:, 1] ** 2)) / len(runs))
+    return {"target_stderr": target_se, "last": float(last.mean), "last_stderr": float(last.stderr),
+            "calls": len(runs), "reported_stderr": runs[:, 1].tolist(),
+            "calls_with_stderr_at_most_target": int(np.sum(runs[:, 1] <= target_se)),
+            "mean_of_calls": mean, "mean_of_calls_stderr": se,
+            z_name: (mean - reference[0]) / math.hypot(se, reference[1])}
 
 
 def calibration_sd(values) -> float:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_int", "check_number", "typed_key", "is_traced", "eval_shape_cached", "memoize_abstract"]
+__all__ = ["check_int", "check_number", "typed_key", "is_traced", "eval_shape_cached", "memoize_abstract", "is_array_leaf"]
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -58,10 +58,16 @@ def is_traced(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
+def is_array_leaf(x) -> bool:
+    """Whether a pytree leaf is an array or number (a jax or NumPy array, a NumPy scalar, a
+    Python number): what is traced under ``jax.jit``, as opposed to a static object."""
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, float, int, complex))
+
+
 def _abstract(leaf):
-    """An array leaf (jax, NumPy, Python number) as its ShapeDtypeStruct; anything else (a
-    Flax module, a function) as itself, compared by its own equality."""
-    if isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, complex)):
+    """An array leaf (:func:`is_array_leaf`) as its ShapeDtypeStruct; anything else (a Flax
+    module, a function) as itself, compared by its own equality."""
+    if is_array_leaf(leaf):
         a = jax.typeof(leaf)
         return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
     return leaf

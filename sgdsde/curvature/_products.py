@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 from jaxtyping import Array, Float
 
-from .._checks import eval_shape_cached
+from .._checks import eval_shape_cached, is_array_leaf
 from .._checks import typed_key as _typed_key
 
 
@@ -21,10 +21,6 @@ PyTree = Any
 
 
 # ----------------------------------------------------------------------------- helpers
-def _is_array_leaf(x) -> bool:
-    return isinstance(x, (jax.Array, np.ndarray, np.generic, float, int, complex))
-
-
 def _as_partial(fun) -> Partial:
     """``fun`` as a ``Partial`` (a pytree): a bound method of a pytree of arrays (e.g.
     ``problem.loss``) carries its object as a traced argument; other callables are static."""
@@ -35,7 +31,7 @@ def _as_partial(fun) -> Partial:
     owner = getattr(fun, "__self__", None)
     if inspect.ismethod(fun) and owner is not None:
         leaves, treedef = jax.tree_util.tree_flatten(owner)
-        if not jax.tree_util.treedef_is_leaf(treedef) and all(_is_array_leaf(x) for x in leaves):
+        if not jax.tree_util.treedef_is_leaf(treedef) and all(is_array_leaf(x) for x in leaves):
             return Partial(fun.__func__, owner)
     return Partial(fun)
 

@@ -180,7 +180,7 @@ def _gauss_newton_and_probabilities(problem: Problem, params: PyTree) -> tuple[A
     """(tr G + 2τd, softmax of the logits) after the checks of :func:`gauss_newton_trace`."""
     model, x, _, weight_decay = _classifier(problem)
     d = _check_params(params)
-    _check_dense_model(model, params, x[:1])
+    _check_dense_model(model, params, x)  # the layout at x's shapes: the core's, cached once
     trace, p = _gauss_newton_core(model, params, x)
     return trace + 2.0 * weight_decay * d, p
 

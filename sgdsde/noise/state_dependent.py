@@ -7,7 +7,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
 
@@ -82,9 +81,8 @@ class FromFunction(NoiseModel):
     kind = "from_function"
 
     def _shape(self, params):
-        structs = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), params)
         try:
-            out = eval_shape_cached(Partial(self.b), structs)  # once per b and shapes (each sd.run checks)
+            out = eval_shape_cached(Partial(self.b), params)  # once per b and shapes (each sd.run checks)
         except Exception as err:
             raise ValueError(f"b: evaluating b(params) failed: {type(err).__name__}: {err}") from err
         if not isinstance(out, jax.ShapeDtypeStruct):
